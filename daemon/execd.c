@@ -1,0 +1,231 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <getopt.h>
+#include <libintl.h>
+#include <limits.h>
+#include <locale.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <systemd/sd-daemon.h>
+
+#include "errors.h"
+#include "execd.h"
+#include "log.h"
+#include "macro.h"
+
+#define _(s) gettext(s)
+
+typedef enum { BUS_SYSTEM, BUS_SESSION, BUS_ADDRESS } BusKind;
+
+static void help(void) {
+        printf(_("Usage: %s [OPTIONS]\n\n"
+                 "Execution service: runs commands for its callers on the D-Bus system bus.\n\n"
+                 "  -h --help                Show this help\n"
+                 "     --version            Show the version\n"
+                 "     --system             Connect to the system bus (default)\n"
+                 "     --session            Connect to the session bus\n"
+                 "     --bus-address=ADDR   Connect to the bus at ADDR\n"
+                 "     --ring-size=BYTES    Output kept per command (default 8388608)\n"
+                 "     --retain-seconds=N   Keep finished commands this long (default 3600)\n"
+                 "     --retain-count=N     Keep at most this many finished commands (default 1024)\n"
+                 "     --max-running=N      Refuse new commands beyond this many running (default 512)\n"
+                 "     --kill-grace-ms=N    SIGKILL this long after SIGTERM (default 3000)\n"
+                 "  -v --verbose            Log debug messages\n"),
+               program_invocation_short_name);
+}
+
+static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
+        char *end;
+        unsigned long long v;
+
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno || end == s || *end || s[0] == '-' || v < min || v > max)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+static int parse_args(int argc, char *argv[], BusKind *bus_kind, const char **address, Config *config,
+                      int *log_level) {
+        enum { ARG_VERSION = 0x100, ARG_SYSTEM, ARG_SESSION, ARG_ADDRESS, ARG_RING, ARG_RETAIN_SEC,
+               ARG_RETAIN_COUNT, ARG_MAX_RUNNING, ARG_GRACE };
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, ARG_VERSION },
+                { "system", no_argument, NULL, ARG_SYSTEM },
+                { "session", no_argument, NULL, ARG_SESSION },
+                { "bus-address", required_argument, NULL, ARG_ADDRESS },
+                { "ring-size", required_argument, NULL, ARG_RING },
+                { "retain-seconds", required_argument, NULL, ARG_RETAIN_SEC },
+                { "retain-count", required_argument, NULL, ARG_RETAIN_COUNT },
+                { "max-running", required_argument, NULL, ARG_MAX_RUNNING },
+                { "kill-grace-ms", required_argument, NULL, ARG_GRACE },
+                { "verbose", no_argument, NULL, 'v' },
+                {}
+        };
+        uint64_t v;
+        int c;
+
+        while ((c = getopt_long(argc, argv, "hv", options, NULL)) >= 0) {
+                switch (c) {
+                case 'h':
+                        help();
+                        return 0;
+                case ARG_VERSION:
+                        puts("execd " EXECD_VERSION);
+                        return 0;
+                case ARG_SYSTEM:
+                        *bus_kind = BUS_SYSTEM;
+                        break;
+                case ARG_SESSION:
+                        *bus_kind = BUS_SESSION;
+                        break;
+                case ARG_ADDRESS:
+                        *bus_kind = BUS_ADDRESS;
+                        *address = optarg;
+                        break;
+                case ARG_RING:
+                        if (parse_u64(optarg, 2 * OUTPUT_CHUNK_MAX, (uint64_t) 1 << 40, &v) < 0)
+                                goto invalid;
+                        config->ring_size = (size_t) v;
+                        break;
+                case ARG_RETAIN_SEC:
+                        if (parse_u64(optarg, 0, UINT64_MAX / USEC_PER_SEC, &v) < 0)
+                                goto invalid;
+                        config->retain_usec = v * USEC_PER_SEC;
+                        break;
+                case ARG_RETAIN_COUNT:
+                        if (parse_u64(optarg, 0, UINT_MAX, &v) < 0)
+                                goto invalid;
+                        config->retain_count = (unsigned) v;
+                        break;
+                case ARG_MAX_RUNNING:
+                        if (parse_u64(optarg, 1, UINT_MAX, &v) < 0)
+                                goto invalid;
+                        config->max_running = (unsigned) v;
+                        break;
+                case ARG_GRACE:
+                        if (parse_u64(optarg, 0, UINT64_MAX / USEC_PER_MSEC, &v) < 0)
+                                goto invalid;
+                        config->kill_grace_usec = v * USEC_PER_MSEC;
+                        break;
+                case 'v':
+                        *log_level = LOG_DEBUG;
+                        break;
+                default:
+                        return -EINVAL;
+                }
+                continue;
+        invalid:
+                fprintf(stderr, _("%s: invalid value '%s' for --%s\n"), program_invocation_short_name, optarg,
+                        options[0].name ? argv[optind - 1] + 2 : "");
+                return -EINVAL;
+        }
+        if (optind < argc) {
+                fprintf(stderr, _("%s: unexpected argument '%s'\n"), program_invocation_short_name, argv[optind]);
+                return -EINVAL;
+        }
+        return 1;
+}
+
+static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Manager *m = userdata;
+
+        (void) sd_notify(false, "STOPPING=1");
+        manager_stop(m);
+        return 0;
+}
+
+int main(int argc, char *argv[]) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_event_unrefp) sd_event *event = NULL;
+        Config config = {
+                .ring_size = 8 * 1024 * 1024,
+                .retain_usec = 3600 * USEC_PER_SEC,
+                .retain_count = 1024,
+                .max_running = 512,
+                .kill_grace_usec = 3 * USEC_PER_SEC,
+        };
+        BusKind bus_kind = BUS_SYSTEM;
+        const char *address = NULL;
+        int log_level = LOG_INFO;
+        Manager *m = NULL;
+        sigset_t mask;
+        int k;
+
+        setlocale(LC_ALL, "");
+        bindtextdomain(GETTEXT_PACKAGE, LOCALEDIR);
+        textdomain(GETTEXT_PACKAGE);
+
+        k = parse_args(argc, argv, &bus_kind, &address, &config, &log_level);
+        if (k <= 0)
+                return k < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+        log_setup(log_level);
+
+        /* Every signal we handle arrives through sd-event; SIGPIPE is reported as EPIPE. */
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGCHLD);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+        signal(SIGPIPE, SIG_IGN);
+
+        /* Orphans of our commands are re-parented to us and reaped, never left as zombies. */
+        if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
+                log_warning_errno(errno, "Failed to become a child subreaper: %m");
+
+        k = sd_event_default(&event);
+        if (k < 0)
+                return log_error_errno(k, "Failed to allocate event loop: %m"), EXIT_FAILURE;
+
+        switch (bus_kind) {
+        case BUS_SYSTEM:
+                k = sd_bus_open_system(&bus);
+                break;
+        case BUS_SESSION:
+                k = sd_bus_open_user(&bus);
+                break;
+        case BUS_ADDRESS:
+                k = sd_bus_new(&bus);
+                if (k >= 0)
+                        k = sd_bus_set_address(bus, address);
+                if (k >= 0)
+                        k = sd_bus_set_bus_client(bus, true);
+                if (k >= 0)
+                        k = sd_bus_start(bus);
+                break;
+        }
+        if (k < 0)
+                return log_error_errno(k, "Failed to connect to the bus: %m"), EXIT_FAILURE;
+
+        k = sd_bus_attach_event(bus, event, SD_EVENT_PRIORITY_NORMAL);
+        if (k < 0)
+                return log_error_errno(k, "Failed to attach the bus to the event loop: %m"), EXIT_FAILURE;
+
+        k = manager_new(event, bus, &config, &m);
+        if (k < 0)
+                return log_error_errno(k, "Failed to set up the manager: %m"), EXIT_FAILURE;
+
+        (void) sd_event_add_signal(event, NULL, SIGTERM, on_terminate, m);
+        (void) sd_event_add_signal(event, NULL, SIGINT, on_terminate, m);
+
+        k = sd_bus_request_name(bus, EXECD_BUS_NAME, 0);
+        if (k < 0) {
+                log_error_errno(k, "Failed to acquire the bus name " EXECD_BUS_NAME ": %m");
+                manager_free(m);
+                return EXIT_FAILURE;
+        }
+
+        log_info("execd %s ready on the bus as " EXECD_BUS_NAME, EXECD_VERSION);
+        (void) sd_notify(false, "READY=1\nSTATUS=Processing requests...");
+
+        k = sd_event_loop(event);
+        if (k < 0)
+                log_error_errno(k, "Event loop failed: %m");
+
+        (void) sd_bus_release_name(bus, EXECD_BUS_NAME);
+        manager_free(m);
+        return k < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}

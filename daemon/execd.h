@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "ring.h"
+
+#define EXECD_BUS_NAME "org.execd.Execd1"
+#define EXECD_OBJECT_PATH "/org/execd/Execd1"
+#define EXECD_COMMAND_PREFIX "/org/execd/Execd1/command"
+#define EXECD_MANAGER_INTERFACE "org.execd.Execd1.Manager"
+#define EXECD_COMMAND_INTERFACE "org.execd.Execd1.Command"
+
+/* One bus signal carries at most this much output. */
+#define OUTPUT_CHUNK_MAX (64 * 1024)
+/* Replies of ReadOutput/ReadLog stay far below dbus-daemon's 32 MiB message cap. */
+#define READ_REPLY_MAX (4 * 1024 * 1024)
+
+typedef struct Manager Manager;
+typedef struct Command Command;
+
+typedef struct Config {
+        size_t ring_size;
+        uint64_t retain_usec;
+        unsigned retain_count;
+        unsigned max_running;
+        uint64_t kill_grace_usec;
+} Config;
+
+typedef struct CallerEntry {
+        char *name;
+        uid_t uid;
+} CallerEntry;
+
+struct Manager {
+        sd_event *event;
+        sd_bus *bus;
+        Config config;
+
+        Command *commands_head, *commands_tail; /* creation order */
+        unsigned n_running, n_finished;
+
+        /* Unique bus name -> uid, so ownership checks cost no bus round trip after the first. */
+        CallerEntry *callers;
+        size_t n_callers;
+
+        sd_event_source *retention_timer;
+        sd_event_source *backpressure_check;
+        sd_event_source *stop_timer;
+        bool throttled; /* outgoing bus queue above the watermark: no pipe is read */
+        bool stopping;
+        bool stop_killed;
+
+        const char *shell;
+        uid_t euid;
+};
+
+struct Command {
+        Manager *manager;
+        Command *prev, *next;
+
+        char id[33];
+        char *path;
+        char *command_line;
+        bool background;
+        uid_t owner_uid;
+        char *owner_name;
+        bool owner_gone;
+
+        pid_t pid;
+        int pidfd;
+        int out_fd[2]; /* stdout, stderr; -1 once at EOF */
+        sd_event_source *out_source[2];
+        sd_event_source *pidfd_source;
+        sd_event_source *timeout_source;
+        sd_event_source *kill_source;  /* SIGKILL after the Interrupt grace */
+        sd_event_source *drain_source; /* ends the drain of pipes held open by leftovers */
+
+        uint64_t timeout_usec;
+        uint64_t started_at, finished_at; /* CLOCK_REALTIME µs */
+        uint64_t exited_mono;
+
+        bool running;
+        bool exited; /* the leader was reaped; the group may no longer be signalled */
+        bool timed_out;
+        int exit_code;
+        int signal;
+        char *error;
+
+        Ring ring;
+        uint64_t ack_window;
+        uint64_t acked_offset;
+};
+
+typedef struct CommandSpec {
+        const char *command_line;
+        char **envp;
+        const char *cwd;
+        bool set_user;
+        uid_t uid;
+        gid_t gid;
+        gid_t *groups;
+        int n_groups;
+        bool background;
+        uint64_t timeout_usec;
+        uint64_t ack_window;
+} CommandSpec;
+
+/* command.c */
+int command_new(Manager *m, const char *owner_name, uid_t owner_uid, const CommandSpec *spec,
+                Command **ret, sd_bus_error *error);
+Command *command_free(Command *c);
+int command_signal(Command *c, int sig);
+int command_interrupt(Command *c);
+void command_owner_gone(Command *c);
+void command_ack(Command *c, uint64_t seq);
+void command_update_reading(Command *c);
+Command *manager_find_command(Manager *m, const char *id);
+
+/* command-dbus.c */
+extern const sd_bus_vtable command_vtable[];
+int command_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata,
+                        void **found, sd_bus_error *error);
+int command_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes,
+                            sd_bus_error *error);
+void command_send_output(Command *c, uint64_t seq, uint8_t stream, const void *data, size_t size);
+void command_send_exited(Command *c);
+void command_send_truncated(Command *c);
+
+/* manager.c */
+extern const sd_bus_vtable manager_vtable[];
+int manager_new(sd_event *event, sd_bus *bus, const Config *config, Manager **ret);
+Manager *manager_free(Manager *m);
+int manager_caller_uid(Manager *m, sd_bus_message *msg, uid_t *ret);
+bool manager_caller_may_access(Manager *m, uid_t owner_uid, sd_bus_error *error);
+void manager_command_finished(Manager *m, Command *c);
+void manager_check_backpressure(Manager *m);
+void manager_stop(Manager *m);

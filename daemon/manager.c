@@ -1,0 +1,597 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <grp.h>
+#include <limits.h>
+#include <malloc.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "env.h"
+#include "errors.h"
+#include "execd.h"
+#include "log.h"
+#include "macro.h"
+
+/* Outgoing bus queue watermarks, in messages (each at most one 64 KiB chunk). */
+#define BUS_QUEUE_HIGH 32
+#define BUS_QUEUE_LOW 8
+#define CALLER_CACHE_MAX 256
+
+const sd_bus_error_map execd_error_map[] = {
+        SD_BUS_ERROR_MAP(EXECD_ERROR_INVALID_ARGUMENT, EINVAL),
+        SD_BUS_ERROR_MAP(EXECD_ERROR_NOT_FOUND, ENOENT),
+        SD_BUS_ERROR_MAP(EXECD_ERROR_NOT_OWNER, EACCES),
+        SD_BUS_ERROR_MAP(EXECD_ERROR_NOT_RUNNING, ESRCH),
+        SD_BUS_ERROR_MAP(EXECD_ERROR_LIMITS_EXCEEDED, EUSERS),
+        SD_BUS_ERROR_MAP(EXECD_ERROR_START_FAILED, ENOEXEC),
+        SD_BUS_ERROR_MAP(EXECD_ERROR_BUSY, EBUSY),
+        SD_BUS_ERROR_MAP_END
+};
+
+static void caller_forget(Manager *m, const char *name) {
+        for (size_t i = 0; i < m->n_callers; i++)
+                if (strcmp(m->callers[i].name, name) == 0) {
+                        free(m->callers[i].name);
+                        m->callers[i] = m->callers[--m->n_callers];
+                        return;
+                }
+}
+
+int manager_caller_uid(Manager *m, sd_bus_message *msg, uid_t *ret) {
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        const char *sender = sd_bus_message_get_sender(msg);
+        uid_t uid;
+        int k;
+
+        if (!sender)
+                return -EPERM;
+        for (size_t i = 0; i < m->n_callers; i++)
+                if (strcmp(m->callers[i].name, sender) == 0) {
+                        *ret = m->callers[i].uid;
+                        return 0;
+                }
+
+        k = sd_bus_get_name_creds(m->bus, sender, SD_BUS_CREDS_EUID | SD_BUS_CREDS_UID, &creds);
+        if (k < 0)
+                return k;
+        k = sd_bus_creds_get_euid(creds, &uid);
+        if (k < 0)
+                k = sd_bus_creds_get_uid(creds, &uid);
+        if (k < 0)
+                return k;
+
+        /* Entries leave when their name leaves the bus; a full cache simply starts over. */
+        if (m->n_callers == CALLER_CACHE_MAX) {
+                for (size_t i = 0; i < m->n_callers; i++)
+                        free(m->callers[i].name);
+                m->n_callers = 0;
+        }
+        if (!m->callers)
+                m->callers = calloc(CALLER_CACHE_MAX, sizeof *m->callers);
+        if (m->callers) {
+                char *name = strdup(sender);
+                if (name)
+                        m->callers[m->n_callers++] = (CallerEntry) { .name = name, .uid = uid };
+        }
+        *ret = uid;
+        return 0;
+}
+
+/* Root and the daemon's own user see everything; others only what they own. Calls made by
+ * the daemon itself (emitting, no current method call) are always allowed. */
+bool manager_caller_may_access(Manager *m, uid_t owner_uid, sd_bus_error *error) {
+        sd_bus_message *msg = sd_bus_get_current_message(m->bus);
+        uint8_t type;
+        uid_t uid;
+
+        if (!msg || sd_bus_message_get_type(msg, &type) < 0 || type != SD_BUS_MESSAGE_METHOD_CALL)
+                return true;
+        if (manager_caller_uid(m, msg, &uid) < 0) {
+                sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot determine the caller's uid");
+                return false;
+        }
+        if (uid == 0 || uid == m->euid || uid == owner_uid)
+                return true;
+        sd_bus_error_setf(error, EXECD_ERROR_NOT_OWNER, "Object belongs to uid %u", (unsigned) owner_uid);
+        return false;
+}
+
+typedef struct RunOptions {
+        char *cwd;
+        char **envs; /* name, value, name, value, ..., NULL */
+        uint64_t timeout_ms;
+        bool has_uid, has_gid, background;
+        uint32_t uid, gid;
+        uint64_t ack_window;
+} RunOptions;
+
+static void run_options_done(RunOptions *o) {
+        free(o->cwd);
+        strv_freep(&o->envs);
+}
+
+static int read_variant(sd_bus_message *msg, const char *key, const char *want, sd_bus_error *error) {
+        const char *contents;
+        char type;
+        int k;
+
+        k = sd_bus_message_peek_type(msg, &type, &contents);
+        if (k < 0)
+                return k;
+        if (type != 'v' || strcmp(contents, want) != 0)
+                return sd_bus_error_setf(error, EXECD_ERROR_INVALID_ARGUMENT,
+                                         "Option '%s' must be of type '%s', got '%s'", key, want, contents);
+        return sd_bus_message_enter_container(msg, 'v', want);
+}
+
+static int read_envs(sd_bus_message *msg, RunOptions *o, sd_bus_error *error) {
+        size_t n = 0;
+        int k;
+
+        k = sd_bus_message_enter_container(msg, 'a', "{ss}");
+        if (k < 0)
+                return k;
+        for (;;) {
+                const char *name, *value;
+                char **l;
+
+                k = sd_bus_message_read(msg, "{ss}", &name, &value);
+                if (k < 0)
+                        return k;
+                if (k == 0)
+                        break;
+                if (!env_name_is_valid(name))
+                        return sd_bus_error_setf(error, EXECD_ERROR_INVALID_ARGUMENT,
+                                                 "Invalid environment variable name '%s'", name);
+                l = realloc(o->envs, (n + 3) * sizeof *l);
+                if (!l)
+                        return -ENOMEM;
+                o->envs = l;
+                l[n] = strdup(name);
+                l[n + 1] = strdup(value);
+                l[n + 2] = NULL;
+                if (!l[n] || !l[n + 1])
+                        return -ENOMEM;
+                n += 2;
+        }
+        return sd_bus_message_exit_container(msg);
+}
+
+static int read_run_options(sd_bus_message *msg, RunOptions *o, sd_bus_error *error) {
+        int k;
+
+        k = sd_bus_message_enter_container(msg, 'a', "{sv}");
+        if (k < 0)
+                return k;
+        for (;;) {
+                const char *key;
+
+                k = sd_bus_message_enter_container(msg, 'e', "sv");
+                if (k < 0)
+                        return k;
+                if (k == 0)
+                        break;
+                k = sd_bus_message_read(msg, "s", &key);
+                if (k < 0)
+                        return k;
+
+                if (strcmp(key, "cwd") == 0) {
+                        const char *s;
+                        k = read_variant(msg, key, "s", error);
+                        if (k >= 0)
+                                k = sd_bus_message_read(msg, "s", &s);
+                        if (k >= 0) {
+                                free(o->cwd);
+                                o->cwd = strdup(s);
+                                if (!o->cwd)
+                                        k = -ENOMEM;
+                        }
+                } else if (strcmp(key, "envs") == 0) {
+                        k = read_variant(msg, key, "a{ss}", error);
+                        if (k >= 0)
+                                k = read_envs(msg, o, error);
+                } else if (strcmp(key, "timeout_ms") == 0) {
+                        k = read_variant(msg, key, "t", error);
+                        if (k >= 0)
+                                k = sd_bus_message_read(msg, "t", &o->timeout_ms);
+                } else if (strcmp(key, "uid") == 0) {
+                        k = read_variant(msg, key, "u", error);
+                        if (k >= 0)
+                                k = sd_bus_message_read(msg, "u", &o->uid);
+                        o->has_uid = true;
+                } else if (strcmp(key, "gid") == 0) {
+                        k = read_variant(msg, key, "u", error);
+                        if (k >= 0)
+                                k = sd_bus_message_read(msg, "u", &o->gid);
+                        o->has_gid = true;
+                } else if (strcmp(key, "background") == 0) {
+                        int b;
+                        k = read_variant(msg, key, "b", error);
+                        if (k >= 0)
+                                k = sd_bus_message_read(msg, "b", &b);
+                        o->background = b;
+                } else if (strcmp(key, "ack_window") == 0) {
+                        k = read_variant(msg, key, "t", error);
+                        if (k >= 0)
+                                k = sd_bus_message_read(msg, "t", &o->ack_window);
+                } else
+                        return sd_bus_error_setf(error, EXECD_ERROR_INVALID_ARGUMENT, "Unknown option '%s'", key);
+                if (k < 0)
+                        return k;
+                k = sd_bus_message_exit_container(msg); /* variant */
+                if (k >= 0)
+                        k = sd_bus_message_exit_container(msg); /* dict entry */
+                if (k < 0)
+                        return k;
+        }
+        return sd_bus_message_exit_container(msg);
+}
+
+/* Who the command runs as. Root and the daemon's own user may pick any uid; anyone else runs
+ * as themselves. */
+static int resolve_user(Manager *m, uid_t caller, RunOptions *o, CommandSpec *spec, sd_bus_error *error) {
+        bool privileged = caller == 0 || caller == m->euid;
+        struct passwd pw, *pwp = NULL;
+        char buf[16384];
+        uid_t uid;
+        gid_t gid;
+
+        if (o->has_gid && !o->has_uid)
+                return sd_bus_error_setf(error, EXECD_ERROR_INVALID_ARGUMENT, "uid is required when gid is provided");
+        if (!privileged && o->has_uid && o->uid != caller)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
+                                         "uid %u may not run commands as uid %u", (unsigned) caller, (unsigned) o->uid);
+        if (!o->has_uid && privileged)
+                return 0; /* run as the daemon */
+
+        uid = o->has_uid ? o->uid : caller;
+        if (uid == m->euid && !o->has_gid)
+                return 0;
+        if (m->euid != 0)
+                return sd_bus_error_setf(error, EXECD_ERROR_START_FAILED,
+                                         "Failed to start command: the daemon is not root and cannot switch to uid %u",
+                                         (unsigned) uid);
+
+        (void) getpwuid_r(uid, &pw, buf, sizeof buf, &pwp);
+        gid = o->has_gid ? o->gid : pwp ? pwp->pw_gid : (gid_t) uid;
+        if (!privileged && o->has_gid && (!pwp || gid != pwp->pw_gid))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "gid %u is not allowed", (unsigned) gid);
+
+        spec->set_user = true;
+        spec->uid = uid;
+        spec->gid = gid;
+        spec->n_groups = 0;
+        if (pwp) {
+                int n = 64;
+                for (int tries = 0; tries < 4; tries++) {
+                        gid_t *g = realloc(spec->groups, (size_t) n * sizeof *g);
+                        if (!g)
+                                return -ENOMEM;
+                        spec->groups = g;
+                        if (getgrouplist(pwp->pw_name, gid, g, &n) >= 0) {
+                                spec->n_groups = n;
+                                break;
+                        }
+                }
+        }
+        return 0;
+}
+
+static int build_environment(RunOptions *o, char ***ret) {
+        _cleanup_(strv_freep) char **envp = NULL;
+        const char *file;
+        int k;
+
+        envp = env_copy(environ);
+        if (!envp)
+                return -ENOMEM;
+        file = getenv("EXECD_ENVS");
+        if (file && *file) {
+                _cleanup_(freep) char *path = NULL;
+                if (expand_path(file, environ, &path, NULL) >= 0) {
+                        k = env_merge_file(&envp, path, environ);
+                        if (k < 0)
+                                log_warning_errno(k, "Failed to read EXECD_ENVS file %s: %m", path);
+                }
+        }
+        for (size_t i = 0; o->envs && o->envs[i]; i += 2) {
+                k = env_set(&envp, o->envs[i], o->envs[i + 1]);
+                if (k < 0)
+                        return k;
+        }
+        *ret = TAKE_PTR(envp);
+        return 0;
+}
+
+static int method_run_command(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_(run_options_done) RunOptions o = {};
+        _cleanup_(strv_freep) char **envp = NULL;
+        _cleanup_(freep) char *cwd = NULL, *missing = NULL;
+        _cleanup_(freep) gid_t *groups = NULL;
+        CommandSpec spec = {};
+        const char *command_line;
+        Command *c;
+        uid_t caller;
+        int k;
+
+        k = sd_bus_message_read(msg, "s", &command_line);
+        if (k < 0)
+                return k;
+        k = read_run_options(msg, &o, error);
+        if (k < 0 || sd_bus_error_is_set(error))
+                return k;
+        if (!*command_line)
+                return sd_bus_error_setf(error, EXECD_ERROR_INVALID_ARGUMENT, "The command must not be empty");
+        if (m->stopping)
+                return sd_bus_error_setf(error, EXECD_ERROR_BUSY, "The daemon is shutting down");
+
+        k = manager_caller_uid(m, msg, &caller);
+        if (k < 0)
+                return sd_bus_error_set_errnof(error, k, "Cannot determine the caller's uid: %m");
+
+        k = build_environment(&o, &envp);
+        if (k < 0)
+                return k;
+        if (o.cwd && *o.cwd) {
+                struct stat st;
+
+                /* Expanded with the environment the command will see. */
+                k = expand_path(o.cwd, envp, &cwd, &missing);
+                if (k == -ENXIO)
+                        return sd_bus_error_setf(error, EXECD_ERROR_INVALID_ARGUMENT,
+                                                 "cannot resolve working directory \"%s\": path references undefined environment variables: %s",
+                                                 o.cwd, missing);
+                if (k < 0)
+                        return k;
+                if (stat(cwd, &st) < 0)
+                        return sd_bus_error_setf(error, EXECD_ERROR_INVALID_ARGUMENT,
+                                                 "working directory does not exist: %s: %s", o.cwd, strerror(errno));
+                if (!S_ISDIR(st.st_mode))
+                        return sd_bus_error_setf(error, EXECD_ERROR_INVALID_ARGUMENT,
+                                                 "working directory path is not a directory: %s", o.cwd);
+        }
+
+        k = resolve_user(m, caller, &o, &spec, error);
+        groups = spec.groups;
+        if (k < 0 || sd_bus_error_is_set(error))
+                return k;
+
+        if (m->n_running >= m->config.max_running)
+                return sd_bus_error_setf(error, EXECD_ERROR_LIMITS_EXCEEDED,
+                                         "Too many running commands (limit %u)", m->config.max_running);
+        if (o.timeout_ms > UINT64_MAX / USEC_PER_MSEC)
+                return sd_bus_error_setf(error, EXECD_ERROR_INVALID_ARGUMENT, "timeout_ms is too large");
+
+        spec.command_line = command_line;
+        spec.envp = envp;
+        spec.cwd = cwd;
+        spec.background = o.background;
+        spec.timeout_usec = o.timeout_ms * USEC_PER_MSEC;
+        spec.ack_window = o.ack_window;
+
+        k = command_new(m, sd_bus_message_get_sender(msg), caller, &spec, &c, error);
+        if (k < 0)
+                return k;
+        return sd_bus_reply_method_return(msg, "o", c->path);
+}
+
+static int property_get_version(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return sd_bus_message_append(reply, "s", EXECD_VERSION);
+}
+
+const sd_bus_vtable manager_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_PROPERTY("Version", "s", property_get_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_METHOD_WITH_ARGS("RunCommand", SD_BUS_ARGS("s", command, "a{sv}", options),
+                                SD_BUS_RESULT("o", command_path), method_run_command, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_VTABLE_END
+};
+
+static void manager_remove_command(Manager *m, Command *c) {
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                m->commands_head = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        else
+                m->commands_tail = c->prev;
+        if (!c->running)
+                m->n_finished--;
+        command_free(c);
+}
+
+static int on_retention_timer(sd_event_source *s, uint64_t usec, void *userdata);
+
+/* Drop finished commands beyond the count cap or older than the age cap, and arm the timer
+ * for the next expiry only while there is one (no wake-ups on an idle daemon). */
+static void manager_apply_retention(Manager *m) {
+        uint64_t now, next = UINT64_MAX;
+        struct timespec ts;
+        bool removed = false;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        now = (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+
+        for (Command *c = m->commands_head, *n; c; c = n) {
+                n = c->next;
+                if (c->running)
+                        continue;
+                if (m->n_finished > m->config.retain_count || c->finished_at + m->config.retain_usec <= now) {
+                        manager_remove_command(m, c);
+                        removed = true;
+                } else
+                        next = MIN(next, c->finished_at + m->config.retain_usec);
+        }
+        if (removed)
+                (void) malloc_trim(0); /* give freed rings back, keeping idle RSS low */
+
+        if (next == UINT64_MAX) {
+                (void) sd_event_source_set_enabled(m->retention_timer, SD_EVENT_OFF);
+                return;
+        }
+        if (!m->retention_timer)
+                (void) sd_event_add_time(m->event, &m->retention_timer, CLOCK_REALTIME, next,
+                                         USEC_PER_SEC, on_retention_timer, m);
+        else {
+                (void) sd_event_source_set_time(m->retention_timer, next);
+                (void) sd_event_source_set_enabled(m->retention_timer, SD_EVENT_ONESHOT);
+        }
+}
+
+static int on_retention_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        manager_apply_retention(userdata);
+        return 0;
+}
+
+void manager_command_finished(Manager *m, Command *c) {
+        m->n_running--;
+        m->n_finished++;
+        if (m->stopping && m->n_running == 0)
+                (void) sd_event_exit(m->event, 0);
+        manager_apply_retention(m);
+}
+
+void manager_check_backpressure(Manager *m) {
+        uint64_t queued = 0;
+        bool throttled;
+
+        (void) sd_bus_get_n_queued_write(m->bus, &queued);
+        throttled = m->throttled ? queued > BUS_QUEUE_LOW : queued >= BUS_QUEUE_HIGH;
+        if (throttled == m->throttled)
+                return;
+        m->throttled = throttled;
+        log_debug("bus queue at %" PRIu64 " messages: %s reading output", queued, throttled ? "pausing" : "resuming");
+        for (Command *c = m->commands_head; c; c = c->next)
+                command_update_reading(c);
+}
+
+/* Runs after every dispatched event: the bus becoming writable is what ends throttling. */
+static int on_post(sd_event_source *s, void *userdata) {
+        Manager *m = userdata;
+
+        if (m->throttled)
+                manager_check_backpressure(m);
+        return 0;
+}
+
+static int on_name_owner_changed(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *name, *old_owner, *new_owner;
+
+        if (sd_bus_message_read(msg, "sss", &name, &old_owner, &new_owner) < 0)
+                return 0;
+        if (name[0] != ':' || *new_owner)
+                return 0;
+        caller_forget(m, name);
+        for (Command *c = m->commands_head; c; c = c->next)
+                if (!c->owner_gone && strcmp(c->owner_name, name) == 0)
+                        command_owner_gone(c);
+        return 0;
+}
+
+int manager_reap_children(Manager *m);
+
+static int on_sigchld(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        return manager_reap_children(userdata);
+}
+
+static int on_stop_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+
+        /* Second expiry: SIGKILL was sent a second ago; do not wait for ever on the kernel. */
+        if (m->n_running == 0 || m->stop_killed) {
+                (void) sd_event_exit(m->event, 0);
+                return 0;
+        }
+        for (Command *c = m->commands_head; c; c = c->next)
+                if (c->running)
+                        (void) command_signal(c, SIGKILL);
+        m->stop_killed = true;
+        (void) sd_event_source_set_time_relative(s, USEC_PER_SEC);
+        (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        return 0;
+}
+
+void manager_stop(Manager *m) {
+        if (m->stopping)
+                return;
+        m->stopping = true;
+        log_info("stopping: terminating %u running command(s)", m->n_running);
+        if (m->n_running == 0) {
+                (void) sd_event_exit(m->event, 0);
+                return;
+        }
+        for (Command *c = m->commands_head; c; c = c->next)
+                if (c->running) {
+                        (void) command_signal(c, SIGTERM);
+                        (void) command_signal(c, SIGCONT);
+                }
+        (void) sd_event_add_time_relative(m->event, &m->stop_timer, CLOCK_MONOTONIC,
+                                          m->config.kill_grace_usec, 0, on_stop_timer, m);
+}
+
+int manager_new(sd_event *event, sd_bus *bus, const Config *config, Manager **ret) {
+        _cleanup_(freep) Manager *m = NULL;
+        sd_event_source *s;
+        int k;
+
+        m = calloc(1, sizeof *m);
+        if (!m)
+                return -ENOMEM;
+        m->event = sd_event_ref(event);
+        m->bus = sd_bus_ref(bus);
+        m->config = *config;
+        m->euid = geteuid();
+        m->shell = access("/bin/bash", X_OK) == 0 ? "/bin/bash" : "/bin/sh";
+
+        k = sd_bus_add_object_vtable(bus, NULL, EXECD_OBJECT_PATH, EXECD_MANAGER_INTERFACE, manager_vtable, m);
+        if (k < 0)
+                return k;
+        k = sd_bus_add_fallback_vtable(bus, NULL, EXECD_COMMAND_PREFIX, EXECD_COMMAND_INTERFACE,
+                                       command_vtable, command_object_find, m);
+        if (k < 0)
+                return k;
+        k = sd_bus_add_node_enumerator(bus, NULL, EXECD_COMMAND_PREFIX, command_node_enumerator, m);
+        if (k < 0)
+                return k;
+        k = sd_bus_add_object_manager(bus, NULL, EXECD_OBJECT_PATH);
+        if (k < 0)
+                return k;
+        k = sd_bus_match_signal(bus, NULL, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                "org.freedesktop.DBus", "NameOwnerChanged", on_name_owner_changed, m);
+        if (k < 0)
+                return k;
+        k = sd_event_add_signal(event, &s, SIGCHLD, on_sigchld, m);
+        if (k < 0)
+                return k;
+        (void) sd_event_source_set_floating(s, true);
+        sd_event_source_unref(s);
+        k = sd_event_add_post(event, &m->backpressure_check, on_post, m);
+        if (k < 0)
+                return k;
+
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+Manager *manager_free(Manager *m) {
+        if (!m)
+                return NULL;
+        while (m->commands_head)
+                manager_remove_command(m, m->commands_head);
+        for (size_t i = 0; i < m->n_callers; i++)
+                free(m->callers[i].name);
+        free(m->callers);
+        sd_event_source_disable_unref(m->retention_timer);
+        sd_event_source_disable_unref(m->backpressure_check);
+        sd_event_source_disable_unref(m->stop_timer);
+        sd_bus_unref(m->bus);
+        sd_event_unref(m->event);
+        free(m);
+        return NULL;
+}
