@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+#include <glib.h>
+
+/* A small JSON writer: the bridge's single way of producing JSON. It is lean enough for
+ * millions of output events a second, which JsonGenerator is not. */
+typedef struct {
+        GString *out;
+        guint depth;
+        guint64 has_items; /* bit per depth: a value was written at that level */
+        gboolean after_key;
+} EbJson;
+
+void eb_json_init(EbJson *j, GString *out);
+/* Quoted JSON string; invalid UTF-8 becomes U+FFFD, control characters \uXXXX. */
+void eb_json_append_escaped(GString *out, const char *s, gsize len);
+void eb_json_begin_object(EbJson *j);
+void eb_json_end_object(EbJson *j);
+void eb_json_begin_array(EbJson *j);
+void eb_json_end_array(EbJson *j);
+void eb_json_key(EbJson *j, const char *key);
+void eb_json_string(EbJson *j, const char *s);
+void eb_json_string_len(EbJson *j, const char *s, gsize len);
+void eb_json_int(EbJson *j, gint64 v);
+void eb_json_bool(EbJson *j, gboolean v);
+void eb_json_null(EbJson *j);

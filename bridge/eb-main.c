@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <fcntl.h>
+#include <glib-unix.h>
+#include <glib/gi18n.h>
+#include <locale.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "eb-server.h"
+
+/* Token from a file: first line, surrounding white space removed. */
+static char *read_token_file(const char *path, GError **error) {
+        g_autofree char *contents = NULL;
+
+        if (!g_file_get_contents(path, &contents, NULL, error))
+                return NULL;
+        g_strstrip(contents);
+        if (!*contents) {
+                g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, _("The token file %s is empty"), path);
+                return NULL;
+        }
+        return g_strdup(contents);
+}
+
+static char *default_token_path(void) {
+        const char *dir = g_getenv("RUNTIME_DIRECTORY");
+
+        if (dir && *dir)
+                return g_build_filename(dir, "access-token", NULL);
+        if (geteuid() == 0)
+                return g_strdup("/run/execd-bridge/access-token");
+        dir = g_getenv("XDG_RUNTIME_DIR");
+        if (dir && *dir)
+                return g_build_filename(dir, "execd-bridge", "access-token", NULL);
+        return NULL;
+}
+
+/* Generate a token and store it where only our user can read it; the path is logged, the
+ * token never. */
+static char *generate_token(GError **error) {
+        g_autofree char *path = default_token_path(), *dir = NULL, *tmp = NULL;
+        guint8 raw[32];
+        GString *hex = g_string_sized_new(65);
+        int fd;
+
+        if (!path) {
+                g_set_error(error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+                            _("No access token configured and no runtime directory to store a generated one: "
+                              "use --token-file or EXECD_ACCESS_TOKEN"));
+                g_string_free(hex, TRUE);
+                return NULL;
+        }
+        for (gsize i = 0; i < sizeof raw; i += 4) {
+                guint32 r = g_random_int();
+                memcpy(raw + i, &r, 4);
+        }
+        {
+                /* GLib's PRNG is not for secrets: take the kernel's randomness when we can. */
+                int rfd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+                if (rfd >= 0) {
+                        if (read(rfd, raw, sizeof raw) != (ssize_t) sizeof raw)
+                                g_warning("short read from /dev/urandom");
+                        close(rfd);
+                }
+        }
+        for (gsize i = 0; i < sizeof raw; i++)
+                g_string_append_printf(hex, "%02x", raw[i]);
+
+        dir = g_path_get_dirname(path);
+        if (g_mkdir_with_parents(dir, 0700) < 0) {
+                g_set_error(error, G_IO_ERROR, g_io_error_from_errno(errno), _("Cannot create %s: %s"), dir,
+                            g_strerror(errno));
+                g_string_free(hex, TRUE);
+                return NULL;
+        }
+        tmp = g_strconcat(path, ".tmp", NULL);
+        (void) unlink(tmp);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0 || write(fd, hex->str, hex->len) != (ssize_t) hex->len || write(fd, "\n", 1) != 1 ||
+            fsync(fd) < 0 || close(fd) < 0 || rename(tmp, path) < 0) {
+                g_set_error(error, G_IO_ERROR, g_io_error_from_errno(errno), _("Cannot write %s: %s"), path,
+                            g_strerror(errno));
+                g_string_free(hex, TRUE);
+                return NULL;
+        }
+        g_message("generated an access token in %s", path);
+        return g_string_free(hex, FALSE);
+}
+
+static gboolean on_quit_signal(gpointer user_data) {
+        g_main_loop_quit(user_data);
+        return G_SOURCE_REMOVE;
+}
+
+int main(int argc, char *argv[]) {
+        g_autofree char *listen = NULL, *token_file = NULL, *bus_address = NULL, *token = NULL;
+        gboolean use_session = FALSE, use_system = FALSE, version = FALSE;
+        g_autoptr(GOptionContext) context = NULL;
+        g_autoptr(GError) error = NULL;
+        g_autoptr(GMainLoop) loop = NULL;
+        EbServerOptions options = {};
+        EbServer *server;
+        const GOptionEntry entries[] = {
+                /* TRANSLATORS: --help text of execd-bridge */
+                { "listen", 0, 0, G_OPTION_ARG_STRING, &listen, N_("Listen on HOST:PORT (default 127.0.0.1:44772)"), N_("HOST:PORT") },
+                { "token-file", 0, 0, G_OPTION_ARG_FILENAME, &token_file, N_("Read the access token from FILE"), N_("FILE") },
+                { "system", 0, 0, G_OPTION_ARG_NONE, &use_system, N_("Talk to the daemon on the system bus (default)"), NULL },
+                { "session", 0, 0, G_OPTION_ARG_NONE, &use_session, N_("Talk to the daemon on the session bus"), NULL },
+                { "bus-address", 0, 0, G_OPTION_ARG_STRING, &bus_address, N_("Talk to the daemon on the bus at ADDRESS"), N_("ADDRESS") },
+                { "version", 0, 0, G_OPTION_ARG_NONE, &version, N_("Show the version"), NULL },
+                {}
+        };
+
+        setlocale(LC_ALL, "");
+        bindtextdomain(GETTEXT_PACKAGE, LOCALEDIR);
+        bind_textdomain_codeset(GETTEXT_PACKAGE, "UTF-8");
+        textdomain(GETTEXT_PACKAGE);
+        signal(SIGPIPE, SIG_IGN);
+
+        context = g_option_context_new(NULL);
+        g_option_context_set_translation_domain(context, GETTEXT_PACKAGE);
+        g_option_context_set_summary(context, _("HTTP bridge to the execd daemon: the execd REST and SSE API."));
+        g_option_context_add_main_entries(context, entries, GETTEXT_PACKAGE);
+        if (!g_option_context_parse(context, &argc, &argv, &error)) {
+                g_printerr("execd-bridge: %s\n", error->message);
+                return 2;
+        }
+        if (version) {
+                g_print("execd-bridge %s\n", EXECD_VERSION);
+                return 0;
+        }
+
+        if (token_file)
+                token = read_token_file(token_file, &error);
+        else if (g_getenv("EXECD_ACCESS_TOKEN") && *g_getenv("EXECD_ACCESS_TOKEN"))
+                token = g_strdup(g_getenv("EXECD_ACCESS_TOKEN"));
+        else
+                token = generate_token(&error);
+        if (!token) {
+                g_printerr("execd-bridge: %s\n", error->message);
+                return 1;
+        }
+        /* Children of ours (none today) must not inherit it. */
+        g_unsetenv("EXECD_ACCESS_TOKEN");
+
+        options.listen = listen ? listen : (char *) "127.0.0.1:44772";
+        options.bus_address = use_session ? (char *) "session" : bus_address;
+        options.token = token;
+        server = eb_server_new(&options, &error);
+        if (!server) {
+                g_printerr("execd-bridge: %s\n", error->message);
+                return 1;
+        }
+
+        loop = g_main_loop_new(NULL, FALSE);
+        g_unix_signal_add(SIGTERM, on_quit_signal, loop);
+        g_unix_signal_add(SIGINT, on_quit_signal, loop);
+        g_main_loop_run(loop);
+
+        eb_server_free(server);
+        return 0;
+}

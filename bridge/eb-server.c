@@ -1,0 +1,473 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <string.h>
+
+#include "eb-bus-source.h"
+#include "eb-routes.h"
+#include "eb-server.h"
+
+#define RECONNECT_SECONDS 1
+
+static const EbRoute routes[] = {
+        { "GET", "/ping", eb_route_ping },
+        { "POST", "/command", eb_route_command_run },
+        { "DELETE", "/command", eb_route_command_interrupt },
+        { "GET", "/command/status/*", eb_route_command_status },
+        { "GET", "/command/*/logs", eb_route_command_logs },
+};
+
+struct EbServer {
+        SoupServer *soup;
+        char *bus_address;
+        char *token;
+        sd_bus *bus;
+        GSource *bus_source;
+        guint reconnect_id;
+        GHashTable *targets; /* object path -> EbSignalTarget* (not owned) */
+        char *daemon_owner;  /* unique name owning org.execd.Execd1, NULL when none */
+};
+
+sd_bus *eb_server_bus(EbServer *s) {
+        return s->bus;
+}
+
+void eb_server_watch_object(EbServer *s, const char *path, EbSignalTarget *target) {
+        g_hash_table_replace(s->targets, g_strdup(path), target);
+}
+
+void eb_server_unwatch_object(EbServer *s, const char *path) {
+        g_hash_table_remove(s->targets, path);
+}
+
+static void notify_daemon_gone(EbServer *s) {
+        g_autoptr(GList) targets = g_hash_table_get_values(s->targets);
+
+        /* Each target unwatches itself while being told. */
+        for (GList *l = targets; l; l = l->next) {
+                EbSignalTarget *t = l->data;
+                if (t->on_daemon_gone)
+                        t->on_daemon_gone(t->data);
+        }
+}
+
+static void set_daemon_owner(EbServer *s, const char *owner) {
+        g_free(s->daemon_owner);
+        s->daemon_owner = owner && *owner ? g_strdup(owner) : NULL;
+}
+
+/* Every signal the daemon sends us is unicast; only the current owner of the daemon's name
+ * is believed, so another bus client cannot forge a command's output. */
+static int on_bus_message(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        EbServer *s = userdata;
+        const char *path, *sender;
+        EbSignalTarget *t;
+
+        if (!sd_bus_message_is_signal(m, NULL, NULL))
+                return 0;
+        sender = sd_bus_message_get_sender(m);
+        if (sd_bus_message_is_signal(m, "org.freedesktop.DBus", "NameOwnerChanged") &&
+            g_strcmp0(sender, "org.freedesktop.DBus") == 0) {
+                const char *name, *old_owner, *new_owner;
+                if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) >= 0 &&
+                    strcmp(name, EB_BUS_NAME) == 0) {
+                        set_daemon_owner(s, new_owner);
+                        if (*old_owner) {
+                                g_message("the execd daemon %s left the bus", old_owner);
+                                notify_daemon_gone(s);
+                        }
+                }
+                (void) sd_bus_message_rewind(m, 1);
+                return 0;
+        }
+        path = sd_bus_message_get_path(m);
+        if (!path || !sender || !s->daemon_owner || strcmp(sender, s->daemon_owner) != 0)
+                return 0;
+        t = g_hash_table_lookup(s->targets, path);
+        if (t)
+                t->on_signal(m, t->data);
+        return 0;
+}
+
+static gboolean reconnect(gpointer user_data);
+
+static gboolean on_bus_disconnected(gpointer user_data) {
+        EbServer *s = user_data;
+
+        g_warning("lost the bus connection; reconnecting every %d s", RECONNECT_SECONDS);
+        notify_daemon_gone(s);
+        g_clear_pointer(&s->bus_source, g_source_unref);
+        s->bus = sd_bus_flush_close_unref(s->bus);
+        if (!s->reconnect_id)
+                s->reconnect_id = g_timeout_add_seconds(RECONNECT_SECONDS, reconnect, s);
+        return G_SOURCE_REMOVE;
+}
+
+static int connect_bus(EbServer *s, GError **error) {
+        sd_bus *bus = NULL;
+        int k;
+
+        if (!s->bus_address)
+                k = sd_bus_open_system(&bus);
+        else if (strcmp(s->bus_address, "session") == 0)
+                k = sd_bus_open_user(&bus);
+        else {
+                k = sd_bus_new(&bus);
+                if (k >= 0)
+                        k = sd_bus_set_address(bus, s->bus_address);
+                if (k >= 0)
+                        k = sd_bus_set_bus_client(bus, 1);
+                if (k >= 0)
+                        k = sd_bus_start(bus);
+        }
+        if (k >= 0)
+                k = sd_bus_add_filter(bus, NULL, on_bus_message, s);
+        if (k >= 0)
+                k = sd_bus_add_match(bus, NULL,
+                                     "type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',"
+                                     "member='NameOwnerChanged',arg0='" EB_BUS_NAME "'", NULL, NULL);
+        if (k < 0) {
+                sd_bus_unref(bus);
+                g_set_error(error, G_IO_ERROR, g_io_error_from_errno(-k), "Failed to connect to the bus: %s",
+                            g_strerror(-k));
+                return k;
+        }
+        s->bus = bus;
+        {
+                /* Once, at connect time; NameOwnerChanged keeps it current afterwards. */
+                sd_bus_creds *creds = NULL;
+                const char *unique = NULL;
+                if (sd_bus_get_name_creds(bus, EB_BUS_NAME, SD_BUS_CREDS_UNIQUE_NAME, &creds) >= 0 &&
+                    sd_bus_creds_get_unique_name(creds, &unique) >= 0)
+                        set_daemon_owner(s, unique);
+                else
+                        set_daemon_owner(s, NULL);
+                sd_bus_creds_unref(creds);
+        }
+        s->bus_source = eb_bus_source_new(bus, on_bus_disconnected, s);
+        g_source_attach(s->bus_source, NULL);
+        return 0;
+}
+
+static gboolean reconnect(gpointer user_data) {
+        EbServer *s = user_data;
+        g_autoptr(GError) error = NULL;
+
+        if (connect_bus(s, &error) < 0)
+                return G_SOURCE_CONTINUE;
+        g_message("reconnected to the bus");
+        s->reconnect_id = 0;
+        return G_SOURCE_REMOVE;
+}
+
+gboolean eb_is_object_id(const char *s) {
+        gsize n = 0;
+
+        for (; s[n]; n++)
+                if (!g_ascii_isdigit(s[n]) && !(s[n] >= 'a' && s[n] <= 'f'))
+                        return FALSE;
+        return n == 32;
+}
+
+JsonNode *eb_json_object_get_ci(JsonObject *o, const char *name) {
+        JsonObjectIter iter;
+        const char *member;
+        JsonNode *node;
+
+        node = json_object_get_member(o, name);
+        if (node)
+                return node;
+        json_object_iter_init(&iter, o);
+        while (json_object_iter_next(&iter, &member, &node))
+                if (g_ascii_strcasecmp(member, name) == 0)
+                        return node;
+        return NULL;
+}
+
+JsonObject *eb_parse_object_body(SoupServerMessage *msg, JsonParser **ret_parser) {
+        g_autoptr(JsonParser) parser = json_parser_new_immutable();
+        g_autoptr(GBytes) body = soup_message_body_flatten(soup_server_message_get_request_body(msg));
+        g_autoptr(GError) error = NULL;
+        g_autofree char *message = NULL;
+        gsize len;
+        const char *data = g_bytes_get_data(body, &len);
+        JsonNode *root;
+
+        if (len == 0)
+                message = g_strdup("error parsing request, MAYBE invalid body format. EOF");
+        else if (!json_parser_load_from_data(parser, data, (gssize) len, &error))
+                message = g_strdup_printf("error parsing request, MAYBE invalid body format. %s", error->message);
+        else if (!(root = json_parser_get_root(parser)) || !JSON_NODE_HOLDS_OBJECT(root))
+                message = g_strdup("error parsing request, MAYBE invalid body format. the body must be a JSON object");
+        if (message) {
+                eb_reply_error(msg, EB_API_EXECD, 400, "INVALID_REQUEST_BODY", message);
+                return NULL;
+        }
+        *ret_parser = g_steal_pointer(&parser);
+        return json_node_get_object(json_parser_get_root(*ret_parser));
+}
+
+static void on_request_finished(SoupServerMessage *msg, gpointer user_data) {
+        EbRequest *r = user_data;
+
+        r->gone = TRUE;
+        /* Dropping the slot cancels the pending call; its callback will not run. */
+        if (r->slot) {
+                r->slot = sd_bus_slot_unref(r->slot);
+                eb_request_unref(r); /* the reference the call held */
+        }
+}
+
+EbRequest *eb_request_new(EbServer *server, SoupServerMessage *msg) {
+        EbRequest *r = g_new0(EbRequest, 1);
+
+        r->ref = 1;
+        r->server = server;
+        r->msg = g_object_ref(msg);
+        r->finished_id = g_signal_connect(msg, "finished", G_CALLBACK(on_request_finished), r);
+        soup_server_message_pause(msg);
+        return r;
+}
+
+EbRequest *eb_request_ref(EbRequest *r) {
+        r->ref++;
+        return r;
+}
+
+void eb_request_unref(EbRequest *r) {
+        if (!r || --r->ref > 0)
+                return;
+        g_clear_signal_handler(&r->finished_id, r->msg);
+        sd_bus_slot_unref(r->slot);
+        g_object_unref(r->msg);
+        if (r->body)
+                g_string_free(r->body, TRUE);
+        if (r->data && r->data_free)
+                r->data_free(r->data);
+        g_free(r->id);
+        g_free(r);
+}
+
+void eb_request_finish(EbRequest *r) {
+        if (!r->gone)
+                soup_server_message_unpause(r->msg);
+}
+
+int eb_server_new_call(EbServer *s, sd_bus_message **ret, const char *path, const char *interface,
+                       const char *member) {
+        if (!s->bus)
+                return -ENOTCONN;
+        return sd_bus_message_new_method_call(s->bus, ret, EB_BUS_NAME, path, interface, member);
+}
+
+gboolean eb_request_send(EbRequest *req, sd_bus_message *m, int prepare_error, sd_bus_message_handler_t callback) {
+        int k = prepare_error;
+
+        if (k >= 0 && m)
+                k = sd_bus_call_async(req->server->bus, &req->slot, m, callback, req, 0);
+        sd_bus_message_unref(m);
+        if (k < 0) {
+                g_autofree char *text = g_strdup_printf("the execd daemon is not available: %s", g_strerror(-k));
+                eb_reply_error(req->msg, EB_API_EXECD, 503, "SERVICE_UNAVAILABLE", text);
+                eb_request_finish(req);
+                return FALSE;
+        }
+        eb_request_ref(req); /* held by the pending call, dropped by the callback */
+        return TRUE;
+}
+
+EbRequest *eb_request_take_reply(void *userdata) {
+        EbRequest *r = userdata;
+
+        r->slot = sd_bus_slot_unref(r->slot);
+        return r;
+}
+
+gboolean eb_request_call(EbRequest *req, const char *path, const char *interface, const char *member,
+                         sd_bus_message_handler_t callback, const char *types, ...) {
+        sd_bus_message *m = NULL;
+        va_list ap;
+        int k;
+
+        k = eb_server_new_call(req->server, &m, path, interface, member);
+        if (k >= 0 && types) {
+                va_start(ap, types);
+                k = sd_bus_message_appendv(m, types, ap);
+                va_end(ap);
+        }
+        return eb_request_send(req, m, k, callback);
+}
+
+static gboolean token_equal(const char *given, const char *expected) {
+        gsize n = strlen(expected), m = given ? strlen(given) : 0;
+        guint8 diff = n != m;
+
+        /* Constant time in the length of the expected token. */
+        for (gsize i = 0; i < n; i++)
+                diff |= (guint8) ((i < m ? given[i] : 0) ^ expected[i]);
+        return given && diff == 0;
+}
+
+static gboolean check_early(EbServer *s, SoupServerMessage *msg) {
+        SoupMessageHeaders *h = soup_server_message_get_request_headers(msg);
+        const char *token = soup_message_headers_get_one(h, "X-EXECD-ACCESS-TOKEN");
+
+        if (!token_equal(token, s->token)) {
+                GString *out = g_string_new(
+                        "{\"error\":\"Unauthorized: invalid or missing header X-EXECD-ACCESS-TOKEN\","
+                        "\"code\":\"UNAUTHORIZED\",\"message\":\"invalid or missing header X-EXECD-ACCESS-TOKEN\"}");
+                eb_reply_json(msg, 401, out);
+                return FALSE;
+        }
+        if (soup_message_headers_get_encoding(h) == SOUP_ENCODING_CONTENT_LENGTH &&
+            soup_message_headers_get_content_length(h) > EB_JSON_BODY_MAX) {
+                eb_reply_error(msg, EB_API_EXECD, 413, "REQUEST_TOO_LARGE", "the request body is larger than 1 MiB");
+                return FALSE;
+        }
+        return TRUE;
+}
+
+/* Decided once the headers are in, so a refused request's body is never read. */
+static void on_got_headers(SoupServerMessage *msg, gpointer user_data) {
+        check_early(user_data, msg);
+}
+
+static void on_request_started(SoupServer *server, SoupServerMessage *msg, gpointer user_data) {
+        g_signal_connect(msg, "got-headers", G_CALLBACK(on_got_headers), user_data);
+}
+
+static gboolean pattern_match(const char *pattern, const char *path, const char **param_start, gsize *param_len) {
+        *param_start = NULL;
+        *param_len = 0;
+        while (*pattern) {
+                if (*pattern == '*') {
+                        const char *end = strchr(path, '/');
+                        gsize n = end ? (gsize) (end - path) : strlen(path);
+                        if (n == 0)
+                                return FALSE;
+                        *param_start = path;
+                        *param_len = n;
+                        path += n;
+                        pattern++;
+                        continue;
+                }
+                if (*pattern++ != *path++)
+                        return FALSE;
+        }
+        return *path == 0;
+}
+
+static void handle_request(SoupServer *server, SoupServerMessage *msg, const char *path, GHashTable *query,
+                           gpointer user_data) {
+        EbServer *s = user_data;
+        const char *method = soup_server_message_get_method(msg);
+        g_autoptr(GString) allow = NULL;
+
+        if (soup_server_message_get_status(msg) != 0)
+                return; /* refused in got-headers */
+        if (!check_early(s, msg))
+                return;
+        if (soup_server_message_get_request_body(msg)->length > EB_JSON_BODY_MAX) {
+                eb_reply_error(msg, EB_API_EXECD, 413, "REQUEST_TOO_LARGE", "the request body is larger than 1 MiB");
+                return;
+        }
+
+        for (gsize i = 0; i < G_N_ELEMENTS(routes); i++) {
+                const char *param;
+                gsize param_len;
+
+                if (!pattern_match(routes[i].pattern, path, &param, &param_len))
+                        continue;
+                if (strcmp(routes[i].method, method) != 0) {
+                        if (!allow)
+                                allow = g_string_new(NULL);
+                        g_string_append_printf(allow, "%s%s", allow->len ? ", " : "", routes[i].method);
+                        continue;
+                }
+                {
+                        g_autofree char *p = param ? g_strndup(param, param_len) : NULL;
+                        routes[i].handler(s, msg, p, query);
+                }
+                return;
+        }
+        if (allow) {
+                g_autofree char *text = g_strdup_printf("method %s is not allowed on %s", method, path);
+                soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Allow", allow->str);
+                eb_reply_error(msg, EB_API_EXECD, 405, "METHOD_NOT_ALLOWED", text);
+                return;
+        }
+        {
+                g_autofree char *text = g_strdup_printf("no route for %s %s", method, path);
+                eb_reply_error(msg, EB_API_EXECD, 404, "NOT_FOUND", text);
+        }
+}
+
+static gboolean listen_on(SoupServer *soup, const char *listen, GError **error) {
+        g_autoptr(GSocketAddress) address = NULL;
+        g_autofree char *host = NULL;
+        const char *colon = strrchr(listen, ':');
+        guint64 port;
+
+        if (!colon || !g_ascii_string_to_unsigned(colon + 1, 10, 0, 65535, &port, NULL)) {
+                g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, "Invalid listen address '%s' (want HOST:PORT)", listen);
+                return FALSE;
+        }
+        host = g_strndup(listen, (gsize) (colon - listen));
+        if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+                memmove(host, host + 1, strlen(host));
+                host[strlen(host) - 1] = 0;
+        }
+        address = g_inet_socket_address_new_from_string(host, (guint) port);
+        if (!address) {
+                g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, "Invalid listen host '%s'", host);
+                return FALSE;
+        }
+        return soup_server_listen(soup, address, 0, error);
+}
+
+EbServer *eb_server_new(const EbServerOptions *options, GError **error) {
+        EbServer *s = g_new0(EbServer, 1);
+        g_autoptr(GError) bus_error = NULL;
+        GSList *uris;
+
+        s->bus_address = g_strdup(options->bus_address);
+        s->token = g_strdup(options->token);
+        s->targets = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        s->soup = soup_server_new("server-header", NULL, NULL);
+        soup_server_add_handler(s->soup, NULL, handle_request, s, NULL);
+        g_signal_connect(s->soup, "request-started", G_CALLBACK(on_request_started), s);
+
+        if (!listen_on(s->soup, options->listen, error)) {
+                eb_server_free(s);
+                return NULL;
+        }
+        /* A missing bus is not fatal: requests answer 503 until the connection is back. */
+        if (connect_bus(s, &bus_error) < 0) {
+                g_warning("%s; retrying every %d s", bus_error->message, RECONNECT_SECONDS);
+                s->reconnect_id = g_timeout_add_seconds(RECONNECT_SECONDS, reconnect, s);
+        }
+
+        uris = soup_server_get_uris(s->soup);
+        for (GSList *l = uris; l; l = l->next) {
+                g_autofree char *uri = g_uri_to_string(l->data);
+                /* The address line is what scripts and tests wait for. */
+                g_print("execd-bridge: listening on %s\n", uri);
+        }
+        g_slist_free_full(uris, (GDestroyNotify) g_uri_unref);
+        return s;
+}
+
+void eb_server_free(EbServer *s) {
+        if (!s)
+                return;
+        g_clear_handle_id(&s->reconnect_id, g_source_remove);
+        if (s->bus_source) {
+                g_source_destroy(s->bus_source);
+                g_source_unref(s->bus_source);
+        }
+        sd_bus_flush_close_unref(s->bus);
+        g_clear_object(&s->soup);
+        g_hash_table_unref(s->targets);
+        g_free(s->daemon_owner);
+        g_free(s->bus_address);
+        g_free(s->token);
+        g_free(s);
+}

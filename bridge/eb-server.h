@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+#include <json-glib/json-glib.h>
+#include <libsoup/soup.h>
+#include <systemd/sd-bus.h>
+
+#include "eb-errors.h"
+
+#define EB_BUS_NAME "org.execd.Execd1"
+#define EB_MANAGER_PATH "/org/execd/Execd1"
+#define EB_COMMAND_PREFIX "/org/execd/Execd1/command/"
+#define EB_MANAGER_INTERFACE "org.execd.Execd1.Manager"
+#define EB_COMMAND_INTERFACE "org.execd.Execd1.Command"
+/* JSON request bodies beyond this are refused with 413 before they are read. */
+#define EB_JSON_BODY_MAX (1024 * 1024)
+
+typedef struct EbServer EbServer;
+
+/* Receives the daemon's unicast signals for one object path, and the daemon's departure. */
+typedef struct {
+        void (*on_signal)(sd_bus_message *m, gpointer data);
+        void (*on_daemon_gone)(gpointer data);
+        gpointer data;
+} EbSignalTarget;
+
+typedef struct {
+        char *listen;       /* HOST:PORT */
+        char *bus_address;  /* NULL: system bus, "session": session bus */
+        char *token;
+} EbServerOptions;
+
+EbServer *eb_server_new(const EbServerOptions *options, GError **error);
+void eb_server_free(EbServer *s);
+/* The bus, or NULL while it is being reconnected. */
+sd_bus *eb_server_bus(EbServer *s);
+
+void eb_server_watch_object(EbServer *s, const char *path, EbSignalTarget *target);
+void eb_server_unwatch_object(EbServer *s, const char *path);
+
+/* A request waiting for the daemon: holds the message paused and owns the call's slot, which
+ * is dropped (cancelling the call) if the client goes away first. */
+typedef struct {
+        gint ref;
+        EbServer *server;
+        SoupServerMessage *msg;
+        sd_bus_slot *slot;
+        gboolean gone;
+        gulong finished_id;
+        char *id;
+        guint64 number;
+        GString *body;
+        gpointer data; /* route state, freed with data_free unless a callback took it */
+        GDestroyNotify data_free;
+} EbRequest;
+
+EbRequest *eb_request_new(EbServer *server, SoupServerMessage *msg);
+EbRequest *eb_request_ref(EbRequest *r);
+void eb_request_unref(EbRequest *r);
+/* Hand the response to libsoup (unpause) unless the client is gone. */
+void eb_request_finish(EbRequest *r);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(EbRequest, eb_request_unref)
+
+/* A method call to the daemon, or -ENOTCONN while there is no bus. */
+int eb_server_new_call(EbServer *s, sd_bus_message **ret, const char *path, const char *interface,
+                       const char *member);
+/* Send a prepared call (consumes the caller's reference to m); as eb_request_call. */
+gboolean eb_request_send(EbRequest *req, sd_bus_message *m, int prepare_error, sd_bus_message_handler_t callback);
+/* Call a daemon method; the reply callback receives a reference to req as userdata and must
+ * drop it. On failure to send, replies 503 and returns FALSE. */
+gboolean eb_request_call(EbRequest *req, const char *path, const char *interface, const char *member,
+                         sd_bus_message_handler_t callback, const char *types, ...);
+
+/* First thing in a reply callback: the call is over; returns the request, whose reference
+ * the callback now owns (g_autoptr(EbRequest) req = eb_request_take_reply(userdata)). */
+EbRequest *eb_request_take_reply(void *userdata);
+
+/* Parse a JSON object body; on failure replies 400 INVALID_REQUEST_BODY and returns NULL. */
+JsonObject *eb_parse_object_body(SoupServerMessage *msg, JsonParser **ret_parser);
+/* Member lookup ignoring ASCII case, as the reference's decoder does. */
+JsonNode *eb_json_object_get_ci(JsonObject *o, const char *name);
+gboolean eb_is_object_id(const char *s);
+
