@@ -108,20 +108,28 @@ EbSse *eb_sse_start(SoupServerMessage *msg, EbSseGoneFunc on_gone, gpointer user
         return sse;
 }
 
+void eb_sse_frame_begin(GString *out, EbJson *j, const char *type) {
+        g_string_append_len(out, "data: ", 6);
+        eb_json_init(j, out);
+        eb_json_begin_object(j);
+        eb_json_key(j, "type");
+        eb_json_string(j, type);
+}
+
+void eb_sse_frame_end(EbJson *j, gint64 timestamp_ms) {
+        eb_json_key(j, "timestamp");
+        eb_json_int(j, timestamp_ms);
+        eb_json_end_object(j);
+        g_string_append_len(j->out, "\n\n", 2);
+}
+
 EbJson *eb_sse_begin_event(EbSse *sse, const char *type) {
-        g_string_append_len(sse->batch, "data: ", 6);
-        eb_json_init(&sse->json, sse->batch);
-        eb_json_begin_object(&sse->json);
-        eb_json_key(&sse->json, "type");
-        eb_json_string(&sse->json, type);
+        eb_sse_frame_begin(sse->batch, &sse->json, type);
         return &sse->json;
 }
 
 void eb_sse_end_event(EbSse *sse) {
-        eb_json_key(&sse->json, "timestamp");
-        eb_json_int(&sse->json, eb_now_ms());
-        eb_json_end_object(&sse->json);
-        g_string_append_len(sse->batch, "\n\n", 2);
+        eb_sse_frame_end(&sse->json, eb_now_ms());
         sse->last_event_us = g_get_monotonic_time();
 }
 

@@ -13,6 +13,10 @@ typedef void (*EbSseGoneFunc)(gpointer user_data);
 
 #define EB_SSE_PING_SECONDS 3
 
+/* Frame building, independent of any connection: `data: {"type":"<type>"` ... `,"timestamp":N}\n\n`. */
+void eb_sse_frame_begin(GString *out, EbJson *j, const char *type);
+void eb_sse_frame_end(EbJson *j, gint64 timestamp_ms);
+
 EbSse *eb_sse_start(SoupServerMessage *msg, EbSseGoneFunc on_gone, gpointer user_data);
 /* Start an event: `data: {"type":"<type>"`; add fields with eb_json_*, then eb_sse_end_event(). */
 EbJson *eb_sse_begin_event(EbSse *sse, const char *type);
