@@ -279,6 +279,8 @@ void command_send_output(Command *c, uint64_t seq, uint8_t stream, const void *d
                 k = sd_bus_send(c->manager->bus, s, NULL);
         if (k < 0)
                 log_warning_errno(k, "command %s: failed to send output: %m", c->id);
+        else
+                owner_sent(c->owner, size);
 }
 
 static int append_changed_bool(sd_bus_message *s, const char *name, bool b) {

@@ -91,8 +91,12 @@ static bool command_window_full(Command *c) {
         return c->ack_window > 0 && c->ring.total_bytes - c->acked_offset >= c->ack_window;
 }
 
+static bool command_paused(Command *c) {
+        return c->manager->throttled || command_window_full(c) || (c->owner && owner_congested(c->owner));
+}
+
 void command_update_reading(Command *c) {
-        bool on = !c->manager->throttled && !command_window_full(c);
+        bool on = !command_paused(c);
 
         for (int i = 0; i < 2; i++)
                 if (c->out_source[i])
@@ -101,7 +105,7 @@ void command_update_reading(Command *c) {
 
 static int on_drain_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Command *c = userdata;
-        bool paused = c->manager->throttled || command_window_full(c);
+        bool paused = command_paused(c);
 
         /* A paused reader has not had its chance to drain yet. */
         if (paused && now_usec(CLOCK_MONOTONIC) - c->exited_mono < DRAIN_MAX_USEC) {
@@ -162,9 +166,11 @@ static int on_output(sd_event_source *s, int fd, uint32_t revents, void *userdat
                         (void) sd_event_source_set_time_relative(c->drain_source, DRAIN_IDLE_USEC);
 
                 manager_check_backpressure(c->manager);
-                if (command_window_full(c))
+                if (command_paused(c)) {
                         command_update_reading(c);
-                if (c->manager->throttled || command_window_full(c) || (size_t) k < sizeof buf)
+                        break;
+                }
+                if ((size_t) k < sizeof buf)
                         break;
         }
         return 0;
@@ -413,9 +419,10 @@ int command_new(Manager *m, const char *owner_name, uid_t owner_uid, const Comma
         sd_id128_to_string(id, c->id);
         c->command_line = strdup(spec->command_line);
         c->owner_name = strdup(owner_name);
+        c->owner = manager_owner_ref(m, owner_name);
         if (asprintf(&c->path, EXECD_COMMAND_PREFIX "/%s", c->id) < 0)
                 c->path = NULL;
-        if (!c->command_line || !c->owner_name || !c->path) {
+        if (!c->command_line || !c->owner_name || !c->owner || !c->path) {
                 k = -ENOMEM;
                 goto fail;
         }
@@ -483,6 +490,7 @@ Command *command_free(Command *c) {
         sd_event_source_disable_unref(c->kill_source);
         sd_event_source_disable_unref(c->drain_source);
         safe_close(c->pidfd);
+        owner_unref(c->owner);
         ring_clear(&c->ring);
         free(c->error);
         free(c->path);

@@ -87,7 +87,7 @@ static int parse_args(int argc, char *argv[], BusKind *bus_kind, const char **ad
                         *address = optarg;
                         break;
                 case ARG_RING:
-                        if (parse_u64(optarg, 2 * OUTPUT_CHUNK_MAX, (uint64_t) 1 << 40, &v) < 0)
+                        if (parse_u64(optarg, OUTPUT_CHUNK_MAX, (uint64_t) 1 << 40, &v) < 0)
                                 goto invalid;
                         config->ring_size = (size_t) v;
                         break;

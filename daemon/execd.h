@@ -22,6 +22,26 @@
 
 typedef struct Manager Manager;
 typedef struct Command Command;
+typedef struct Owner Owner;
+
+/* Output bytes in flight to one owner, i.e. sent but not yet proven read: at OWNER_PING_EVERY the
+ * daemon pings the owner (org.freedesktop.DBus.Peer.Ping, answered by every D-Bus library);
+ * the reply proves everything sent before it was read. At OWNER_PAUSE_AT the owner's commands
+ * stop being read, so one client that stops reading can never fill the daemon's connection
+ * and stall everybody else. */
+#define OWNER_PING_EVERY (4 * 1024 * 1024)
+#define OWNER_PAUSE_AT (8 * 1024 * 1024)
+
+/* A bus client that owns commands. */
+struct Owner {
+        Manager *manager;
+        Owner *prev, *next;
+        char *name;
+        unsigned n_refs;
+        uint64_t sent, confirmed, ping_mark;
+        sd_bus_slot *ping_slot;
+        bool gone;
+};
 
 typedef struct Config {
         size_t ring_size;
@@ -42,6 +62,7 @@ struct Manager {
         Config config;
 
         Command *commands_head, *commands_tail; /* creation order */
+        Owner *owners;
         unsigned n_running, n_finished;
 
         /* Unique bus name -> uid, so ownership checks cost no bus round trip after the first. */
@@ -70,6 +91,7 @@ struct Command {
         uid_t owner_uid;
         char *owner_name;
         bool owner_gone;
+        Owner *owner;
 
         pid_t pid;
         int pidfd;
@@ -140,3 +162,7 @@ bool manager_caller_may_access(Manager *m, uid_t owner_uid, sd_bus_error *error)
 void manager_command_finished(Manager *m, Command *c);
 void manager_check_backpressure(Manager *m);
 void manager_stop(Manager *m);
+Owner *manager_owner_ref(Manager *m, const char *name);
+void owner_unref(Owner *o);
+void owner_sent(Owner *o, uint64_t bytes);
+bool owner_congested(const Owner *o);

@@ -479,6 +479,87 @@ static int on_post(sd_event_source *s, void *userdata) {
         return 0;
 }
 
+static void owner_update_commands(Owner *o) {
+        for (Command *c = o->manager->commands_head; c; c = c->next)
+                if (c->owner == o)
+                        command_update_reading(c);
+}
+
+static int on_ping_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error);
+
+static void owner_ping(Owner *o) {
+        int k;
+
+        o->ping_mark = o->sent;
+        k = sd_bus_call_method_async(o->manager->bus, &o->ping_slot, o->name, "/", "org.freedesktop.DBus.Peer",
+                                     "Ping", on_ping_reply, o, NULL);
+        if (k < 0)
+                log_debug_errno(k, "Failed to ping %s: %m", o->name);
+}
+
+static int on_ping_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        Owner *o = userdata;
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+
+        o->ping_slot = sd_bus_slot_unref(o->ping_slot);
+        /* Any answer but a time-out was written after our output and read after it. */
+        if (!e || !sd_bus_error_has_name(e, SD_BUS_ERROR_NO_REPLY))
+                o->confirmed = o->ping_mark;
+        if (!o->gone && o->sent - o->confirmed >= OWNER_PING_EVERY)
+                owner_ping(o);
+        owner_update_commands(o);
+        return 0;
+}
+
+Owner *manager_owner_ref(Manager *m, const char *name) {
+        Owner *o;
+
+        for (o = m->owners; o; o = o->next)
+                if (!o->gone && strcmp(o->name, name) == 0) {
+                        o->n_refs++;
+                        return o;
+                }
+        o = calloc(1, sizeof *o);
+        if (!o)
+                return NULL;
+        o->name = strdup(name);
+        if (!o->name) {
+                free(o);
+                return NULL;
+        }
+        o->manager = m;
+        o->n_refs = 1;
+        o->next = m->owners;
+        if (m->owners)
+                m->owners->prev = o;
+        m->owners = o;
+        return o;
+}
+
+void owner_unref(Owner *o) {
+        if (!o || --o->n_refs > 0)
+                return;
+        if (o->prev)
+                o->prev->next = o->next;
+        else
+                o->manager->owners = o->next;
+        if (o->next)
+                o->next->prev = o->prev;
+        sd_bus_slot_unref(o->ping_slot);
+        free(o->name);
+        free(o);
+}
+
+void owner_sent(Owner *o, uint64_t bytes) {
+        o->sent += bytes;
+        if (!o->gone && !o->ping_slot && o->sent - o->confirmed >= OWNER_PING_EVERY)
+                owner_ping(o);
+}
+
+bool owner_congested(const Owner *o) {
+        return !o->gone && o->sent - o->confirmed >= OWNER_PAUSE_AT;
+}
+
 static int on_name_owner_changed(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         const char *name, *old_owner, *new_owner;
@@ -488,6 +569,11 @@ static int on_name_owner_changed(sd_bus_message *msg, void *userdata, sd_bus_err
         if (name[0] != ':' || *new_owner)
                 return 0;
         caller_forget(m, name);
+        for (Owner *o = m->owners; o; o = o->next)
+                if (!o->gone && strcmp(o->name, name) == 0) {
+                        o->gone = true;
+                        o->ping_slot = sd_bus_slot_unref(o->ping_slot);
+                }
         for (Command *c = m->commands_head; c; c = c->next)
                 if (!c->owner_gone && strcmp(c->owner_name, name) == 0)
                         command_owner_gone(c);
