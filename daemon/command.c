@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/pidfd.h>
 #include <sys/wait.h>
 #include <systemd/sd-id128.h>
@@ -103,12 +104,26 @@ void command_update_reading(Command *c) {
                         (void) sd_event_source_set_enabled(c->out_source[i], on ? SD_EVENT_ON : SD_EVENT_OFF);
 }
 
+static bool command_pipes_hold_data(Command *c) {
+        for (int i = 0; i < 2; i++) {
+                int n = 0;
+                if (c->out_fd[i] >= 0 && ioctl(c->out_fd[i], FIONREAD, &n) == 0 && n > 0)
+                        return true;
+        }
+        return false;
+}
+
 static int on_drain_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Command *c = userdata;
+
+        /* Output held back by a slow consumer is never dropped: wait for it however long it
+         * takes. Data still flowing freely after DRAIN_MAX_USEC comes from leftovers of the
+         * command (a forked daemon), and ends the command. */
         bool paused = command_paused(c);
 
-        /* A paused reader has not had its chance to drain yet. */
-        if (paused && now_usec(CLOCK_MONOTONIC) - c->exited_mono < DRAIN_MAX_USEC) {
+        if (paused)
+                c->exited_mono = now_usec(CLOCK_MONOTONIC); /* the budget counts free flow only */
+        if (command_pipes_hold_data(c) && (paused || now_usec(CLOCK_MONOTONIC) - c->exited_mono < DRAIN_MAX_USEC)) {
                 (void) sd_event_source_set_time_relative(s, DRAIN_IDLE_USEC);
                 (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
                 return 0;
@@ -258,7 +273,13 @@ static int on_kill_grace(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 int command_signal(Command *c, int sig) {
-        /* Only while the leader is unreaped: its zombie pins the process group id. */
+        /* Only while the leader is unreaped: its zombie pins the process group id. A command
+         * whose shell is gone but whose output is still draining is ended instead: whoever
+         * signals it no longer wants what is left. */
+        if (c->exited && c->running) {
+                command_finish(c);
+                return 0;
+        }
         if (c->exited)
                 return -ESRCH;
         if (kill(-c->pid, sig) < 0)
@@ -269,8 +290,8 @@ int command_signal(Command *c, int sig) {
 int command_interrupt(Command *c) {
         int k = command_signal(c, SIGTERM);
 
-        if (k < 0)
-                return k;
+        if (k < 0 || c->exited)
+                return k; /* a draining command was ended by command_signal() */
         (void) kill(-c->pid, SIGCONT); /* a stopped group could not act on SIGTERM */
         if (!c->kill_source)
                 (void) sd_event_add_time_relative(c->manager->event, &c->kill_source, CLOCK_MONOTONIC,

@@ -104,7 +104,7 @@ struct Command {
 
         uint64_t timeout_usec;
         uint64_t started_at, finished_at; /* CLOCK_REALTIME µs */
-        uint64_t exited_mono;
+        uint64_t exited_mono; /* when the drain budget (DRAIN_MAX_USEC) started */
 
         bool running;
         bool exited; /* the leader was reaped; the group may no longer be signalled */

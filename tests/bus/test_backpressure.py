@@ -152,3 +152,37 @@ def test_ack_without_window_is_harmless(env):
     assert exited == (0, 0, False)
     c.ack(path, outputs[-1][0])
     c.ack(path, 1000)
+
+
+def test_held_back_output_survives_exit(env):
+    """A command that exits while its output is held back by the ack window loses nothing:
+    the daemon waits for the consumer however long it takes (longer than any drain timer)."""
+    c = env.connect()
+    total, window = 900000, 262144  # the rest fits in the daemon's 1 MiB pipe: head exits
+    path = c.run(f"head -c {total} /dev/zero", ack_window=window)
+    assert plateau(c, path) is not None, "output kept flowing without Ack"
+    time.sleep(6)
+    assert c.get(path, "Running") is True
+    deadline = time.monotonic() + 20
+    while not any(hdr(m, "path") == path and hdr(m, "member") == "Exited" for m in c.signals):
+        assert time.monotonic() < deadline, "no Exited while acknowledging everything"
+        c.pump(0.1)
+        seqs = output_seqs(c, path)
+        if seqs:
+            c.ack(path, seqs[-1])
+    assert output_bytes(c, path) == total
+    m = [m for m in c.signals if hdr(m, "path") == path and hdr(m, "member") == "Exited"][0]
+    assert tuple(m.body) == (0, 0, False)
+
+
+def test_signal_ends_a_draining_command(env):
+    """Once the shell is gone, a signal cannot reach a process group any more; it ends the
+    drain of held-back output instead, so an abandoned stream never lingers."""
+    c = env.connect()
+    path = c.run("head -c 900000 /dev/zero", ack_window=262144)
+    assert plateau(c, path) is not None
+    time.sleep(0.5)  # head has exited, its output waits in the pipe
+    c.signal(path, 9)
+    _outputs, exited, _ev = c.wait_exit(path)
+    assert exited == (0, 0, False)
+    assert c.get(path, "Running") is False
