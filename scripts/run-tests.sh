@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Run the whole test suite (unit, bus, http) against the real binaries on a private bus.
+# Extra arguments go to `meson test` (e.g. --suite unit, or --benchmark).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=${EXECD_BUILD_DIR:-$root/build}
+"$root/scripts/bootstrap.sh"
+cd "$build"
+exec meson test --print-errorlogs "$@"
