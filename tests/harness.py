@@ -118,6 +118,23 @@ class Bridge:
         _terminate(self._drain)
 
 
+def all_procs():
+    """[(pid, state, ppid, pgid, comm)] for every process, from /proc/*/stat."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                data = f.read()
+        except OSError:
+            continue
+        comm = data[data.index("(") + 1:data.rindex(")")]
+        rest = data[data.rindex(")") + 2:].split()
+        out.append((int(name), rest[0], int(rest[1]), int(rest[2]), comm))
+    return out
+
+
 def wait_for_name(address, name, timeout, proc=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -141,19 +141,7 @@ def random_id():
 
 def pgroup_members(pgid):
     """Pids (zombies included) whose process group is pgid."""
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[2]) == pgid:
-            out.append(int(name))
-    return out
+    return [pid for pid, _state, _ppid, group, _comm in harness.all_procs() if group == pgid]
 
 
 def pid_exists(pid):
