@@ -7,6 +7,7 @@ typedef struct {
         GSource source;
         sd_bus *bus;
         gpointer fd_tag;
+        GIOCondition events; /* what fd_tag polls for now */
         gboolean dead;
 } EbBusSource;
 
@@ -29,9 +30,16 @@ static gboolean bus_source_prepare(GSource *source, gint *timeout) {
                 *timeout = 0;
                 return TRUE; /* let dispatch notice the broken connection */
         }
-        g_source_modify_unix_fd(source, s->fd_tag,
-                                ((events & POLLIN) ? G_IO_IN : 0) | ((events & POLLOUT) ? G_IO_OUT : 0) |
-                                        G_IO_HUP | G_IO_ERR);
+        {
+                /* Only on change: modifying a polled fd wakes the main context, so doing it on
+                 * every prepare would spin the loop for ever. */
+                GIOCondition want = ((events & POLLIN) ? G_IO_IN : 0) | ((events & POLLOUT) ? G_IO_OUT : 0) |
+                                    G_IO_HUP | G_IO_ERR;
+                if (want != s->events) {
+                        g_source_modify_unix_fd(source, s->fd_tag, want);
+                        s->events = want;
+                }
+        }
 
         *timeout = -1;
         if (sd_bus_get_timeout(s->bus, &usec) >= 0 && usec != UINT64_MAX) {
@@ -90,7 +98,8 @@ GSource *eb_bus_source_new(sd_bus *bus, GSourceFunc on_disconnect, gpointer user
         EbBusSource *s = (EbBusSource *) source;
 
         s->bus = sd_bus_ref(bus);
-        s->fd_tag = g_source_add_unix_fd(source, sd_bus_get_fd(bus), G_IO_IN | G_IO_HUP | G_IO_ERR);
+        s->events = G_IO_IN | G_IO_HUP | G_IO_ERR;
+        s->fd_tag = g_source_add_unix_fd(source, sd_bus_get_fd(bus), s->events);
         g_source_set_callback(source, on_disconnect, user_data, NULL);
         g_source_set_name(source, "sd-bus");
         return source;
