@@ -400,8 +400,13 @@ static void handle_request(SoupServer *server, SoupServerMessage *msg, const cha
         }
 }
 
+/* Bursts of clients (hundreds of concurrent streams) must queue in the kernel, not be
+ * dropped: GSocket's default backlog is 10. */
+#define LISTEN_BACKLOG 4096
+
 static gboolean listen_on(SoupServer *soup, const char *listen, GError **error) {
         g_autoptr(GSocketAddress) address = NULL;
+        g_autoptr(GSocket) socket = NULL;
         g_autofree char *host = NULL;
         const char *colon = strrchr(listen, ':');
         guint64 port;
@@ -420,7 +425,13 @@ static gboolean listen_on(SoupServer *soup, const char *listen, GError **error) 
                 g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, "Invalid listen host '%s'", host);
                 return FALSE;
         }
-        return soup_server_listen(soup, address, 0, error);
+        socket = g_socket_new(g_socket_address_get_family(address), G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, error);
+        if (!socket)
+                return FALSE;
+        g_socket_set_listen_backlog(socket, LISTEN_BACKLOG);
+        if (!g_socket_bind(socket, address, TRUE, error) || !g_socket_listen(socket, error))
+                return FALSE;
+        return soup_server_listen_socket(soup, socket, 0, error);
 }
 
 EbServer *eb_server_new(const EbServerOptions *options, GError **error) {
