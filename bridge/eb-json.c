@@ -35,55 +35,95 @@ static gsize utf8_sequence_length(const guchar *s, gsize len) {
         return n;
 }
 
-void eb_json_append_escaped(GString *out, const char *str, gsize len) {
+/* 1 for bytes that stand for themselves inside a JSON string. */
+static const guint8 plain_byte[256] = {
+        [0x20] = 1, [0x21] = 1, [0x23 ... 0x5B] = 1, [0x5D ... 0x7F] = 1,
+};
+
+/* True when one of the 8 bytes in w needs attention: a control character, '"', '\\' or a
+ * byte >= 0x80 (checked eight at a time; output is mostly plain text). */
+static inline gboolean word_needs_escape(guint64 w) {
+        const guint64 ones = G_GUINT64_CONSTANT(0x0101010101010101), high = ones * 0x80;
+        guint64 quote = w ^ (ones * '"'), backslash = w ^ (ones * '\\');
+        guint64 control = (w - ones * 0x20) & ~w & high;          /* some byte < 0x20 */
+        guint64 is_quote = (quote - ones) & ~quote & high;         /* some byte == '"' */
+        guint64 is_backslash = (backslash - ones) & ~backslash & high;
+
+        return (control | is_quote | is_backslash | (w & high)) != 0;
+}
+
+gsize eb_json_escape_into(char *dst, const char *str, gsize len) {
         static const char hex[] = "0123456789abcdef";
-        const guchar *s = (const guchar *) str, *end = s + len, *run = s;
+        const guchar *s = (const guchar *) str, *end = s + len;
+        char *d = dst;
 
-        g_string_append_c(out, '"');
+        *d++ = '"';
         while (s < end) {
-                guchar c = *s;
+                guchar c;
 
-                if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+                while (end - s >= 8) {
+                        guint64 w;
+                        memcpy(&w, s, 8);
+                        if (word_needs_escape(w))
+                                break;
+                        memcpy(d, &w, 8);
+                        d += 8;
+                        s += 8;
+                }
+                if (s == end)
+                        break;
+                c = *s;
+
+                if (plain_byte[c]) {
+                        *d++ = (char) c;
                         s++;
                         continue;
                 }
                 if (c >= 0x80) {
                         gsize n = utf8_sequence_length(s, (gsize) (end - s));
                         if (n > 0) {
+                                memcpy(d, s, n);
+                                d += n;
                                 s += n;
-                                continue;
+                        } else {
+                                memcpy(d, "\xef\xbf\xbd", 3);
+                                d += 3;
+                                s++;
                         }
+                        continue;
                 }
-                g_string_append_len(out, (const char *) run, s - run);
+                *d++ = '\\';
                 switch (c) {
                 case '"':
-                        g_string_append_len(out, "\\\"", 2);
-                        break;
                 case '\\':
-                        g_string_append_len(out, "\\\\", 2);
+                        *d++ = (char) c;
                         break;
                 case '\n':
-                        g_string_append_len(out, "\\n", 2);
+                        *d++ = 'n';
                         break;
                 case '\r':
-                        g_string_append_len(out, "\\r", 2);
+                        *d++ = 'r';
                         break;
                 case '\t':
-                        g_string_append_len(out, "\\t", 2);
+                        *d++ = 't';
                         break;
                 default:
-                        if (c >= 0x80)
-                                g_string_append_len(out, "\xef\xbf\xbd", 3);
-                        else {
-                                char u[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
-                                g_string_append_len(out, u, 6);
-                        }
+                        memcpy(d, "u00", 3);
+                        d[3] = hex[c >> 4];
+                        d[4] = hex[c & 15];
+                        d += 5;
                 }
                 s++;
-                run = s;
         }
-        g_string_append_len(out, (const char *) run, s - run);
-        g_string_append_c(out, '"');
+        *d++ = '"';
+        return (gsize) (d - dst);
+}
+
+void eb_json_append_escaped(GString *out, const char *str, gsize len) {
+        gsize at = out->len;
+
+        g_string_set_size(out, at + EB_JSON_ESCAPED_MAX(len));
+        g_string_truncate(out, at + eb_json_escape_into(out->str + at, str, len));
 }
 
 static void before_value(EbJson *j) {

@@ -15,6 +15,10 @@ typedef struct {
 void eb_json_init(EbJson *j, GString *out);
 /* Quoted JSON string; invalid UTF-8 becomes U+FFFD, control characters \uXXXX. */
 void eb_json_append_escaped(GString *out, const char *s, gsize len);
+/* The same into dst, which must have room for EB_JSON_ESCAPED_MAX(len) bytes; returns the
+ * bytes written. */
+#define EB_JSON_ESCAPED_MAX(len) (6 * (len) + 2)
+gsize eb_json_escape_into(char *dst, const char *s, gsize len);
 void eb_json_begin_object(EbJson *j);
 void eb_json_end_object(EbJson *j);
 void eb_json_begin_array(EbJson *j);
