@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/pidfd.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <systemd/sd-id128.h>
 #include <time.h>
@@ -319,7 +320,8 @@ void command_ack(Command *c, uint64_t seq) {
         command_update_reading(c);
 }
 
-/* In the child between fork and exec: only async-signal-safe calls. */
+/* In the vfork()ed child, which shares our memory until it execs: only plain system calls,
+ * and no glibc wrappers that touch shared state (the setxid wrappers do: raw syscalls). */
 _Noreturn static void child_exec(const CommandSpec *spec, const char *shell, int null_fd,
                                  int out_fd, int err_fd, int report_fd) {
         char *argv[] = { (char *) shell, (char *) "-c", (char *) spec->command_line, NULL };
@@ -346,9 +348,9 @@ _Noreturn static void child_exec(const CommandSpec *spec, const char *shell, int
         if (spec->cwd && chdir(spec->cwd) < 0)
                 goto fail;
         if (spec->set_user) {
-                if (setgroups((size_t) spec->n_groups, spec->groups) < 0 ||
-                    setresgid(spec->gid, spec->gid, spec->gid) < 0 ||
-                    setresuid(spec->uid, spec->uid, spec->uid) < 0)
+                if (syscall(SYS_setgroups, (size_t) spec->n_groups, spec->groups) < 0 ||
+                    syscall(SYS_setresgid, spec->gid, spec->gid, spec->gid) < 0 ||
+                    syscall(SYS_setresuid, spec->uid, spec->uid, spec->uid) < 0)
                         goto fail;
         }
         execve(shell, argv, spec->envp);
@@ -356,6 +358,15 @@ fail:
         e = errno;
         (void) !write(report_fd, &e, sizeof e);
         _exit(127);
+}
+
+/* vfork() in a frame of its own, so nothing of the caller's lives across it. */
+static __attribute__((noinline)) pid_t vfork_exec(const CommandSpec *spec, const char *shell, const int fds[4]) {
+        pid_t pid = vfork();
+
+        if (pid == 0)
+                child_exec(spec, shell, fds[0], fds[1], fds[2], fds[3]);
+        return pid;
 }
 
 static int command_spawn(Command *c, const CommandSpec *spec) {
@@ -381,11 +392,13 @@ static int command_spawn(Command *c, const CommandSpec *spec) {
         (void) fcntl(out_r, F_SETPIPE_SZ, PIPE_SIZE);
         (void) fcntl(err_r, F_SETPIPE_SZ, PIPE_SIZE);
 
-        pid = fork();
+        /* vfork: no page tables to copy, and we wait for the exec anyway (the report pipe). */
+        {
+                const int fds[4] = { null_fd, out_w, err_w, report_w };
+                pid = vfork_exec(spec, c->manager->shell, fds);
+        }
         if (pid < 0)
                 return -errno;
-        if (pid == 0)
-                child_exec(spec, c->manager->shell, null_fd, out_w, err_w, report_w);
 
         report_w = safe_close(report_w);
         out_w = safe_close(out_w);
