@@ -1,0 +1,492 @@
+#!/usr/bin/python3
+"""execd benchmarks (issue 2), run by `meson test -C BUILD --benchmark`.
+
+    bench.py NAME --client EXE --baseline EXE --mini-soup-server EXE
+
+NAME is one of: latency, throughput, concurrency, rss, ping (or all).
+Every benchmark starts its own private bus, the real daemon and the real bridge
+through tests/harness.py, prints one table row per figure (value, the baseline
+measured in the same run, ratio, target, PASS/FAIL) and exits non-zero only when
+something is functionally wrong: a wrong or malformed stream, a crash, a hang.
+A missed performance target is printed as FAIL and does not fail the benchmark.
+Exit status 77 (skipped) when a needed tool, such as wrk, is missing.
+"""
+import argparse
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import harness  # noqa: E402
+
+MIB = 1024 * 1024
+SKIP = 77
+
+
+class FunctionalError(Exception):
+    """Something is wrong, not merely slow: fails the benchmark."""
+
+
+class Skip(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- output
+
+class Table:
+    COLS = (("figure", 40), ("value", 16), ("baseline", 16), ("ratio", 8),
+            ("target", 20), ("result", 6))
+
+    def __init__(self, title):
+        self.title = title
+        self.failed = []
+        print(f"\n=== execd benchmark: {title} ===", flush=True)
+        print(self._fmt([c[0] for c in self.COLS]))
+        print(self._fmt(["-" * (w - 1) for _, w in self.COLS]), flush=True)
+
+    def _fmt(self, cells):
+        return "".join(str(c).ljust(w) for c, (_, w) in zip(cells, self.COLS)).rstrip()
+
+    def row(self, name, value, baseline="-", ratio="-", target="-", ok=None):
+        result = "info" if ok is None else ("PASS" if ok else "FAIL")
+        if ok is False:
+            self.failed.append(name)
+        print(self._fmt([name, value, baseline, ratio, target, result]), flush=True)
+
+    def note(self, text):
+        print(f"  note: {text}", flush=True)
+
+    def finish(self):
+        print()
+        if self.failed:
+            print(f"{self.title}: {len(self.failed)} performance target(s) missed "
+                  f"({', '.join(self.failed)}). Reported only: a missed target does not "
+                  "fail the benchmark; only functional errors do.")
+        else:
+            print(f"{self.title}: all performance targets met.")
+        print(f"{self.title}: functional checks OK.", flush=True)
+
+
+def ms(s):
+    return f"{s * 1000:.3f} ms"
+
+
+def mib(b):
+    return f"{b / MIB:.2f} MiB"
+
+
+# ---------------------------------------------------------------- helpers
+
+class Stack:
+    """A private bus, the real daemon and the real bridge; checks neither crashed."""
+
+    def __init__(self, daemon_args=(), bridge_args=()):
+        self.bus = self.daemon = self.bridge = None
+        try:
+            self.bus = harness.Bus()
+            self.daemon = harness.Daemon(self.bus, *daemon_args)
+            self.bridge = harness.Bridge(self.bus, *bridge_args)
+        except Exception:
+            self.close(check=False)
+            raise
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close(check=exc_type is None)
+        return False
+
+    def check_alive(self):
+        for name, obj in (("daemon", self.daemon), ("bridge", self.bridge)):
+            rc = obj.proc.poll()
+            if rc is not None:
+                extra = ""
+                if obj is self.daemon:
+                    extra = "\n--- daemon log (tail) ---\n" + self.daemon.read_log()[-3000:]
+                raise FunctionalError(f"the {name} died during the benchmark "
+                                      f"(exit status {rc}){extra}")
+
+    def close(self, check=True):
+        try:
+            if check and self.daemon and self.bridge:
+                self.check_alive()
+        finally:
+            if self.bridge:
+                self.bridge.stop()
+            if self.daemon:
+                self.daemon.stop()
+                rc = self.daemon.proc.returncode
+                if rc not in (0, None):
+                    print(f"  warning: the daemon exited with status {rc} on SIGTERM "
+                          "(the contract says 0)", flush=True)
+            if self.bus:
+                self.bus.stop()
+
+
+def run_tool(argv, timeout, what):
+    """Run a helper; return its "key value" output as a dict of floats."""
+    try:
+        r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=timeout, text=True)
+    except subprocess.TimeoutExpired:
+        raise FunctionalError(f"{what}: no result after {timeout} s")
+    if r.returncode != 0:
+        raise FunctionalError(f"{what} failed (exit status {r.returncode}):\n"
+                              f"{r.stderr.strip()}\n{r.stdout.strip()}")
+    out = {}
+    for line in r.stdout.splitlines():
+        k, _, v = line.partition(" ")
+        try:
+            out[k] = float(v)
+        except ValueError:
+            out[k] = v
+    return out
+
+
+def client(args, stack, command, *, requests, warmup=0, concurrency=1, expect="empty",
+           timeout=300, spawn_baseline=None, what="client"):
+    argv = [args.client, f"--port={stack.bridge.port}", f"--token={stack.bridge.token}",
+            f"--command={command}", f"--requests={requests}", f"--warmup={warmup}",
+            f"--concurrency={concurrency}", f"--expect={expect}", f"--timeout={timeout}"]
+    if spawn_baseline:
+        argv.append(f"--spawn-baseline={spawn_baseline}")
+    res = run_tool(argv, timeout + 30, what)
+    stack.check_alive()
+    return res
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu():
+    import resource
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def load_note(table):
+    table.note("load average before the run: %.2f %.2f %.2f on %d CPUs (other work on the "
+               "machine skews the figures)" % (*os.getloadavg(), os.cpu_count()))
+
+
+def listen_overflows():
+    """The kernel's count of connections dropped because an accept queue was full."""
+    with open("/proc/net/netstat") as f:
+        lines = f.read().splitlines()
+    for names, values in zip(lines[::2], lines[1::2]):
+        if names.startswith("TcpExt:"):
+            d = dict(zip(names.split()[1:], values.split()[1:]))
+            return int(d.get("ListenOverflows", 0))
+    return 0
+
+
+def listen_backlog(port):
+    """The backlog of the socket listening on 127.0.0.1:port (Send-Q in ss -ltn), or None."""
+    try:
+        out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) >= 3 and f[0] == "LISTEN":
+            return int(f[2])
+    return None
+
+
+def vm_status(pid):
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
+                out[k] = int(v.split()[0]) * 1024
+    return out
+
+
+# ---------------------------------------------------------------- benchmarks
+
+def bench_latency(args):
+    n, warm = 300, 20
+    t = Table("command latency (POST /command {\"command\":\"true\"}, sequential, keep-alive)")
+    load_note(t)
+    with Stack() as stack:
+        r = client(args, stack, "true", requests=n, warmup=warm, timeout=400,
+                   spawn_baseline="/bin/sh", what="latency client")
+    base = {k[5:]: v for k, v in r.items() if k.startswith("base_")}
+    if int(base.get("requests", 0)) != n:
+        raise FunctionalError(f"the latency client reported {base.get('requests')} baseline samples")
+    bash = shutil.which("bash")
+    base_bash = (run_tool([args.baseline, "spawn", bash, str(n), str(warm)], 300,
+                          "spawn baseline (bash)") if bash else None)
+
+    med, bmed = r["median_s"], base["median_s"]
+    ratio = med / bmed
+    t.row(f"latency median (N={n}, {warm} warm-ups)", ms(med), ms(bmed), f"{ratio:.2f}",
+          "ratio <= 2.0", ratio <= 2.0)
+    t.row("  of which: request -> init event", ms(r["init_median_s"]))
+    t.row("latency p10 / p90", f"{r['p10_s'] * 1000:.2f}/{r['p90_s'] * 1000:.2f} ms",
+          f"{base['p10_s'] * 1000:.2f}/{base['p90_s'] * 1000:.2f} ms")
+    t.row("latency min / max", f"{r['min_s'] * 1000:.2f}/{r['max_s'] * 1000:.2f} ms",
+          f"{base['min_s'] * 1000:.2f}/{base['max_s'] * 1000:.2f} ms")
+    if base_bash:
+        t.row("latency median vs bash -c true", ms(med), ms(base_bash["median_s"]),
+              f"{med / base_bash['median_s']:.2f}")
+    t.row("TCP connections opened", int(r["connects"]), "1")
+    if r["reconnects"]:
+        t.note(f"the bridge closed the keep-alive connection {int(r['reconnects'])} times")
+    t.note("baseline: posix_spawn(/bin/sh -c true) + waitpid by the client itself, once after "
+           "each request (interleaved, so both see the same machine load), median over the same "
+           "N; the daemon runs commands with bash -c, so a bash baseline (measured separately "
+           "after the run) is given for reference")
+    t.finish()
+
+
+def bench_throughput(args):
+    total, line = 256 * MIB, 100
+    cmd = f"yes \"$(printf '%0{line - 1}d' 0)\" | head -c {total}"
+    runs = 3
+    t = Table(f"output throughput ({total // MIB} MiB in {line}-byte lines, {runs} runs, median)")
+    t.note(f"command: {cmd}")
+    load_note(t)
+    walls = []
+    cpu = {"daemon": [], "bridge": [], "dbus-daemon": [], "client": []}
+    with Stack() as stack:
+        pids = {"daemon": stack.daemon.proc.pid, "bridge": stack.bridge.proc.pid,
+                "dbus-daemon": stack.bus.proc.pid}
+        for i in range(runs):
+            before = {k: cpu_seconds(v) for k, v in pids.items()}
+            before["client"] = children_cpu()
+            r = client(args, stack, cmd, requests=1, expect=f"zeros:{total}:{line}",
+                       timeout=500, what=f"throughput client (run {i + 1})")
+            lines = total // line + (1 if total % line else 0)
+            if int(r["stdout_events"]) != lines or int(r["payload_bytes"]) != total:
+                raise FunctionalError(f"run {i + 1}: {r['stdout_events']} events, "
+                                      f"{r['payload_bytes']} bytes; expected {lines}, {total}")
+            for k, v in pids.items():
+                cpu[k].append(cpu_seconds(v) - before[k])
+            cpu["client"].append(children_cpu() - before["client"])
+            walls.append(r["wall_s"])
+            t.note(f"run {i + 1}: {total / MIB / r['wall_s']:.1f} MiB/s "
+                   f"({r['wall_s']:.2f} s, {int(r['stdout_events'])} stdout events)")
+    base_walls = []
+    for i in range(runs):
+        b = run_tool([args.baseline, "pipe", cmd, str(total)], 300, "pipe baseline")
+        base_walls.append(b["wall_s"])
+    w, bw = statistics.median(walls), statistics.median(base_walls)
+    rate, brate = total / MIB / w, total / MIB / bw
+    t.row("stack throughput", f"{rate:.1f} MiB/s", f"{brate:.1f} MiB/s", f"{rate / brate:.2f}",
+          ">= 100 MiB/s", rate >= 100)
+    t.row("wall time", f"{w:.2f} s", f"{bw:.2f} s", f"{w / bw:.2f}")
+    for name, secs in cpu.items():
+        t.row(f"CPU time of {name} per run", f"{statistics.median(secs):.2f} s")
+    t.note("baseline: the same shell command read through popen()+read() by a C program; "
+           "MiB/s = 256 MiB / wall time; stdout events and payload bytes checked "
+           "(text length + 1 per terminated line)")
+    t.finish()
+
+
+def bench_concurrency(args):
+    n = 200
+    cmd = "sleep 1; echo x"
+    runs = 3
+    t = Table(f"{n} concurrent foreground commands ({cmd!r}, {runs} runs, median)")
+    load_note(t)
+    walls, inits = [], []
+    with Stack() as stack:
+        backlog = listen_backlog(stack.bridge.port)
+        for i in range(runs):
+            overflows = listen_overflows()
+            try:
+                r = client(args, stack, cmd, requests=n, concurrency=n, expect="x", timeout=60,
+                           what=f"concurrency client (run {i + 1})")
+            except FunctionalError as e:
+                dropped = listen_overflows() - overflows
+                if dropped:
+                    raise FunctionalError(
+                        f"{e}\nthe bridge listens with a backlog of {backlog}; the kernel counted "
+                        f"{dropped} accept-queue overflows (ListenOverflows) during this run: "
+                        "connections dropped there are answered late or reset")
+                raise
+            if int(r["requests"]) != n or int(r["stdout_events"]) != n:
+                raise FunctionalError(f"run {i + 1}: {r['requests']} streams, "
+                                      f"{r['stdout_events']} stdout events; expected {n}")
+            walls.append(r["wall_s"])
+            inits.append(r["last_init_s"])
+            t.note(f"run {i + 1}: all {n} streams complete in {r['wall_s']:.3f} s "
+                   f"(last init at {r['last_init_s']:.3f} s, first done at "
+                   f"{r['first_done_s']:.3f} s); {int(r['connects'])} connections, "
+                   f"{listen_overflows() - overflows} accept-queue overflows")
+    t.row("bridge listen backlog", str(backlog))
+    t.row("streams correct (one x + complete)", f"{n}/{n}", "-", "-", f"{n}/{n}", True)
+    w = statistics.median(walls)
+    t.row("wall time until all streams ended", f"{w:.3f} s", "1.000 s (ideal)", f"{w:.2f}")
+    t.row("time until every init event arrived", f"{statistics.median(inits):.3f} s")
+    t.note("pass criterion: correctness of all streams; wall time is informative (ideal ~1 s)")
+    t.finish()
+
+
+def bench_rss(args):
+    total, conc = 10000, 8
+    t = Table(f"idle RSS, and after {total} commands (concurrency {conc})")
+    load_note(t)
+    with Stack() as stack:
+        dpid, bpid = stack.daemon.proc.pid, stack.bridge.proc.pid
+        time.sleep(1.0)
+        d0, b0 = vm_status(dpid), vm_status(bpid)
+        r1 = client(args, stack, "true", requests=1000, concurrency=conc, timeout=300,
+                    what="load client (first 1000)")
+        time.sleep(2.0)
+        d1, b1 = vm_status(dpid), vm_status(bpid)
+        r2 = client(args, stack, "true", requests=total - 1000, concurrency=conc, timeout=500,
+                    what=f"load client (remaining {total - 1000})")
+        time.sleep(2.0)
+        d2, b2 = vm_status(dpid), vm_status(bpid)
+    rate = total / (r1["wall_s"] + r2["wall_s"])
+
+    t.row("daemon VmRSS idle after start-up", mib(d0["VmRSS"]), "-", "-", "<= 4 MiB",
+          d0["VmRSS"] <= 4 * MIB)
+    t.row("bridge VmRSS idle after start-up", mib(b0["VmRSS"]), "-", "-", "<= 8 MiB",
+          b0["VmRSS"] <= 8 * MIB)
+    t.row(f"daemon VmRSS after {total} cmds + 2 s", mib(d2["VmRSS"]), mib(d0["VmRSS"]))
+    t.row(f"bridge VmRSS after {total} cmds + 2 s", mib(b2["VmRSS"]), mib(b0["VmRSS"]))
+    dd, bd = d2["VmRSS"] - d0["VmRSS"], b2["VmRSS"] - b0["VmRSS"]
+    t.row(f"daemon growth after {total} cmds", mib(dd), "-", "-", "<= 1 MiB", dd <= MIB)
+    t.row(f"bridge growth after {total} cmds", mib(bd), "-", "-", "<= 1 MiB", bd <= MIB)
+    t.row("daemon growth 1000 -> 10000 cmds", mib(d2["VmRSS"] - d1["VmRSS"]))
+    t.row("bridge growth 1000 -> 10000 cmds", mib(b2["VmRSS"] - b1["VmRSS"]))
+    t.row("daemon RssAnon / RssFile idle", f"{d0['RssAnon'] / MIB:.2f}/{d0['RssFile'] / MIB:.2f} MiB")
+    t.row("bridge RssAnon / RssFile idle", f"{b0['RssAnon'] / MIB:.2f}/{b0['RssFile'] / MIB:.2f} MiB")
+    t.row("daemon / bridge VmHWM (peak)", f"{d2['VmHWM'] / MIB:.1f}/{b2['VmHWM'] / MIB:.1f} MiB")
+    t.row(f"commands per second (concurrency {conc})", f"{rate:.0f}/s")
+    t.note("the daemon keeps finished commands (--retain-count 1024 by default), so part of "
+           "the growth may be retained command objects; the 1000 -> 10000 rows isolate it")
+    t.finish()
+
+
+def wrk_run(url, headers, seconds=5):
+    argv = ["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency"]
+    for k, v in headers.items():
+        argv += ["-H", f"{k}: {v}"]
+    argv.append(url)
+    r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       timeout=seconds + 60)
+    if r.returncode != 0:
+        raise FunctionalError(f"wrk failed (exit status {r.returncode}):\n{r.stdout}")
+    m = re.search(r"Requests/sec:\s+([\d.]+)", r.stdout)
+    if not m:
+        raise FunctionalError(f"cannot read wrk's output:\n{r.stdout}")
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", r.stdout)
+    errors = re.search(r"Socket errors:.*", r.stdout)
+    return float(m.group(1)), int(non2xx.group(1)) if non2xx else 0, \
+        errors.group(0) if errors else ""
+
+
+def http_get_status(port, path, headers):
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", path, headers=headers)
+    resp = c.getresponse()
+    body = resp.read()
+    c.close()
+    return resp.status, body
+
+
+def bench_ping(args):
+    if not shutil.which("wrk"):
+        print("ping benchmark SKIPPED: wrk is not installed (Debian package wrk)", flush=True)
+        raise Skip()
+    runs = 3
+    t = Table(f"GET /ping requests per second (wrk -t2 -c32 -d5s, {runs} alternating runs, median)")
+    load_note(t)
+    mini = subprocess.Popen([args.mini_soup_server], stdout=subprocess.PIPE)
+    try:
+        line = mini.stdout.readline().decode().strip()
+        if not line.isdigit():
+            raise FunctionalError(f"mini-soup-server printed {line!r} instead of its port")
+        mport = int(line)
+        with Stack() as stack:
+            status, body = http_get_status(stack.bridge.port, "/ping", stack.bridge.headers)
+            if status != 200 or body != b"":
+                raise FunctionalError(f"GET /ping answered {status} {body[:200]!r}, expected 200 ''")
+            status, _ = http_get_status(stack.bridge.port, "/ping", {})
+            if status != 401:
+                raise FunctionalError(f"GET /ping without the token answered {status}, expected 401")
+            bridge_rps, mini_rps = [], []
+            for i in range(runs):
+                rps, bad, errs = wrk_run(f"http://127.0.0.1:{mport}/ping", {})
+                if bad:
+                    raise FunctionalError(f"mini-soup-server: {bad} non-2xx responses")
+                mini_rps.append(rps)
+                t.note(f"run {i + 1}: mini-soup-server {rps:.0f} req/s {errs}")
+                rps, bad, errs = wrk_run(f"{stack.bridge.url}/ping", stack.bridge.headers)
+                if bad:
+                    raise FunctionalError(f"bridge: {bad} non-2xx responses to GET /ping "
+                                          "with the right token")
+                bridge_rps.append(rps)
+                t.note(f"run {i + 1}: bridge {rps:.0f} req/s {errs}")
+                stack.check_alive()
+    finally:
+        mini.send_signal(signal.SIGTERM)
+        try:
+            mini.wait(10)
+        except subprocess.TimeoutExpired:
+            mini.kill()
+            mini.wait()
+    b, m = statistics.median(bridge_rps), statistics.median(mini_rps)
+    t.row("GET /ping", f"{b:.0f} req/s", f"{m:.0f} req/s", f"{b / m:.2f}", ">= 0.80 x baseline",
+          b >= 0.8 * m)
+    t.note("baseline: tests/bench/mini-soup-server.c (libsoup 3, 200 with an empty body for "
+           "every request), measured the same way in the same run")
+    t.finish()
+
+
+BENCHMARKS = {
+    "latency": bench_latency,
+    "throughput": bench_throughput,
+    "concurrency": bench_concurrency,
+    "rss": bench_rss,
+    "ping": bench_ping,
+}
+
+
+def main():
+    build_bench = os.path.join(harness.BUILD_ROOT, "tests", "bench")
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("name", choices=list(BENCHMARKS) + ["all"])
+    p.add_argument("--client", default=os.path.join(build_bench, "execd-bench-client"))
+    p.add_argument("--baseline", default=os.path.join(build_bench, "execd-bench-baseline"))
+    p.add_argument("--mini-soup-server", default=os.path.join(build_bench, "mini-soup-server"))
+    args = p.parse_args()
+
+    for exe in (harness.DAEMON, harness.BRIDGE, args.client, args.baseline,
+                args.mini_soup_server):
+        if not os.access(exe, os.X_OK):
+            print(f"FUNCTIONAL ERROR: {exe} is missing; build the tree first", flush=True)
+            return 1
+
+    names = list(BENCHMARKS) if args.name == "all" else [args.name]
+    status = 0
+    for name in names:
+        try:
+            BENCHMARKS[name](args)
+        except Skip:
+            status = status or SKIP
+        except FunctionalError as e:
+            print(f"\nFUNCTIONAL ERROR in benchmark {name}: {e}", flush=True)
+            status = 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
