@@ -207,7 +207,7 @@ static int read_run_options(sd_bus_message *msg, RunOptions *o, sd_bus_error *er
                                 k = sd_bus_message_read(msg, "u", &o->gid);
                         o->has_gid = true;
                 } else if (strcmp(key, "background") == 0) {
-                        int b;
+                        int b = 0;
                         k = read_variant(msg, key, "b", error);
                         if (k >= 0)
                                 k = sd_bus_message_read(msg, "b", &b);
