@@ -66,9 +66,9 @@ static int parse_args(int argc, char *argv[], BusKind *bus_kind, const char **ad
                 {}
         };
         uint64_t v;
-        int c;
+        int c, idx = 0;
 
-        while ((c = getopt_long(argc, argv, "hv", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "hv", options, &idx)) >= 0) {
                 switch (c) {
                 case 'h':
                         help();
@@ -120,7 +120,7 @@ static int parse_args(int argc, char *argv[], BusKind *bus_kind, const char **ad
                 continue;
         invalid:
                 fprintf(stderr, _("%s: invalid value '%s' for --%s\n"), program_invocation_short_name, optarg,
-                        options[0].name ? argv[optind - 1] + 2 : "");
+                        options[idx].name);
                 return -EINVAL;
         }
         if (optind < argc) {
