@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include <math.h>
 #include <string.h>
 
 #include "eb-json.h"
@@ -185,6 +186,17 @@ void eb_json_string(EbJson *j, const char *s) {
 void eb_json_int(EbJson *j, gint64 v) {
         before_value(j);
         g_string_append_printf(j->out, "%" G_GINT64_FORMAT, v);
+}
+
+void eb_json_double(EbJson *j, double v) {
+        char buf[G_ASCII_DTOSTR_BUF_SIZE];
+
+        if (!isfinite(v)) {
+                eb_json_null(j);
+                return;
+        }
+        before_value(j);
+        g_string_append(j->out, g_ascii_dtostr(buf, sizeof buf, v));
 }
 
 void eb_json_bool(EbJson *j, gboolean v) {

@@ -27,5 +27,7 @@ void eb_json_key(EbJson *j, const char *key);
 void eb_json_string(EbJson *j, const char *s);
 void eb_json_string_len(EbJson *j, const char *s, gsize len);
 void eb_json_int(EbJson *j, gint64 v);
+/* Shortest form that reads back the same, locale-independent; NaN and infinities as null. */
+void eb_json_double(EbJson *j, double v);
 void eb_json_bool(EbJson *j, gboolean v);
 void eb_json_null(EbJson *j);

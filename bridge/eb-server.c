@@ -13,6 +13,8 @@ static const EbRoute routes[] = {
         { "DELETE", "/command", eb_route_command_interrupt },
         { "GET", "/command/status/*", eb_route_command_status },
         { "GET", "/command/*/logs", eb_route_command_logs },
+        { "GET", "/metrics", eb_route_metrics },
+        { "GET", "/metrics/watch", eb_route_metrics_watch },
 };
 
 struct EbServer {
@@ -24,7 +26,16 @@ struct EbServer {
         guint reconnect_id;
         GHashTable *targets; /* object path -> EbSignalTarget* (not owned) */
         char *daemon_owner;  /* unique name owning org.execd.Execd1, NULL when none */
+        GData *areas;
 };
+
+gpointer eb_server_get_area(EbServer *s, const char *area) {
+        return g_datalist_get_data(&s->areas, area);
+}
+
+void eb_server_set_area(EbServer *s, const char *area, gpointer data, GDestroyNotify free_func) {
+        g_datalist_set_data_full(&s->areas, area, data, free_func);
+}
 
 sd_bus *eb_server_bus(EbServer *s) {
         return s->bus;
@@ -469,6 +480,7 @@ EbServer *eb_server_new(const EbServerOptions *options, GError **error) {
 void eb_server_free(EbServer *s) {
         if (!s)
                 return;
+        g_datalist_clear(&s->areas);
         g_clear_handle_id(&s->reconnect_id, g_source_remove);
         if (s->bus_source) {
                 g_source_destroy(s->bus_source);

@@ -35,6 +35,10 @@ void eb_server_free(EbServer *s);
 /* The bus, or NULL while it is being reconnected. */
 sd_bus *eb_server_bus(EbServer *s);
 
+/* Per-server state of one API area (e.g. the metrics watchers), owned by that area. */
+gpointer eb_server_get_area(EbServer *s, const char *area);
+void eb_server_set_area(EbServer *s, const char *area, gpointer data, GDestroyNotify free_func);
+
 void eb_server_watch_object(EbServer *s, const char *path, EbSignalTarget *target);
 void eb_server_unwatch_object(EbServer *s, const char *path);
 

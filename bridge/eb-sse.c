@@ -173,6 +173,12 @@ void eb_sse_text_event(EbSse *sse, const char *type, const char *text, gsize len
         g_string_truncate(b, (gsize) (d - b->str));
 }
 
+void eb_sse_data_event(EbSse *sse, const char *json, gsize len) {
+        g_string_append_len(sse->batch, "data: ", 6);
+        g_string_append_len(sse->batch, json, (gssize) len);
+        g_string_append_len(sse->batch, "\n\n", 2);
+}
+
 void eb_sse_flush(EbSse *sse) {
         gsize len = sse->batch->len;
 

@@ -23,6 +23,8 @@ EbJson *eb_sse_begin_event(EbSse *sse, const char *type);
 void eb_sse_end_event(EbSse *sse);
 /* A whole {"type","text","timestamp"} event: the hot path for output lines. */
 void eb_sse_text_event(EbSse *sse, const char *type, const char *text, gsize len);
+/* A frame whose JSON was built once for many streams: `data: <json>\n\n`. */
+void eb_sse_data_event(EbSse *sse, const char *json, gsize len);
 void eb_sse_flush(EbSse *sse);
 /* Flush, then complete the chunked body. */
 void eb_sse_end(EbSse *sse);

@@ -142,7 +142,7 @@ static void command_maybe_finish(Command *c) {
         }
         if (!c->drain_source) {
                 if (sd_event_add_time_relative(c->manager->event, &c->drain_source, CLOCK_MONOTONIC,
-                                               DRAIN_IDLE_USEC, 0, on_drain_timer, c) < 0)
+                                               DRAIN_IDLE_USEC, TIMER_ACCURACY_USEC, on_drain_timer, c) < 0)
                         command_finish(c);
         }
 }
@@ -296,7 +296,8 @@ int command_interrupt(Command *c) {
         (void) kill(-c->pid, SIGCONT); /* a stopped group could not act on SIGTERM */
         if (!c->kill_source)
                 (void) sd_event_add_time_relative(c->manager->event, &c->kill_source, CLOCK_MONOTONIC,
-                                                  c->manager->config.kill_grace_usec, 0, on_kill_grace, c);
+                                                  c->manager->config.kill_grace_usec, TIMER_ACCURACY_USEC,
+                                                  on_kill_grace, c);
         return 0;
 }
 
@@ -479,7 +480,7 @@ int command_new(Manager *m, const char *owner_name, uid_t owner_uid, const Comma
                 goto fail_started;
         if (spec->timeout_usec > 0) {
                 k = sd_event_add_time_relative(m->event, &c->timeout_source, CLOCK_MONOTONIC,
-                                               spec->timeout_usec, 0, on_timeout, c);
+                                               spec->timeout_usec, TIMER_ACCURACY_USEC, on_timeout, c);
                 if (k < 0)
                         goto fail_started;
         }

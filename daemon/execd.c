@@ -31,6 +31,8 @@ static void help(void) {
                  "     --retain-count=N     Keep at most this many finished commands (default 1024)\n"
                  "     --max-running=N      Refuse new commands beyond this many running (default 512)\n"
                  "     --kill-grace-ms=N    SIGKILL this long after SIGTERM (default 3000)\n"
+                 "     --cgroup-dir=DIR     Read cgroup v2 limits and usage from DIR (default: our own\n"
+                 "                          cgroup; \"none\": report the host)\n"
                  "  -v --verbose            Log debug messages\n"),
                program_invocation_short_name);
 }
@@ -50,7 +52,7 @@ static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
 static int parse_args(int argc, char *argv[], BusKind *bus_kind, const char **address, Config *config,
                       int *log_level) {
         enum { ARG_VERSION = 0x100, ARG_SYSTEM, ARG_SESSION, ARG_ADDRESS, ARG_RING, ARG_RETAIN_SEC,
-               ARG_RETAIN_COUNT, ARG_MAX_RUNNING, ARG_GRACE };
+               ARG_RETAIN_COUNT, ARG_MAX_RUNNING, ARG_GRACE, ARG_CGROUP_DIR };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -62,6 +64,7 @@ static int parse_args(int argc, char *argv[], BusKind *bus_kind, const char **ad
                 { "retain-count", required_argument, NULL, ARG_RETAIN_COUNT },
                 { "max-running", required_argument, NULL, ARG_MAX_RUNNING },
                 { "kill-grace-ms", required_argument, NULL, ARG_GRACE },
+                { "cgroup-dir", required_argument, NULL, ARG_CGROUP_DIR },
                 { "verbose", no_argument, NULL, 'v' },
                 {}
         };
@@ -110,6 +113,9 @@ static int parse_args(int argc, char *argv[], BusKind *bus_kind, const char **ad
                         if (parse_u64(optarg, 0, UINT64_MAX / USEC_PER_MSEC, &v) < 0)
                                 goto invalid;
                         config->kill_grace_usec = v * USEC_PER_MSEC;
+                        break;
+                case ARG_CGROUP_DIR:
+                        config->cgroup_dir = optarg;
                         break;
                 case 'v':
                         *log_level = LOG_DEBUG;

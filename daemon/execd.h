@@ -15,6 +15,9 @@
 #define EXECD_MANAGER_INTERFACE "org.execd.Execd1.Manager"
 #define EXECD_COMMAND_INTERFACE "org.execd.Execd1.Command"
 
+/* Timers whose lateness a client would see; 0 would mean sd-event's default slack of 250 ms. */
+#define TIMER_ACCURACY_USEC 1000
+
 /* One bus signal carries at most this much output. */
 #define OUTPUT_CHUNK_MAX (64 * 1024)
 /* Replies of ReadOutput/ReadLog stay far below dbus-daemon's 32 MiB message cap. */
@@ -49,6 +52,7 @@ typedef struct Config {
         unsigned retain_count;
         unsigned max_running;
         uint64_t kill_grace_usec;
+        const char *cgroup_dir; /* NULL: the daemon's own cgroup; "none": host view */
 } Config;
 
 typedef struct CallerEntry {
@@ -63,6 +67,7 @@ struct Manager {
 
         Command *commands_head, *commands_tail; /* creation order */
         Owner *owners;
+        struct Metrics *metrics;
         unsigned n_running, n_finished;
 
         /* Unique bus name -> uid, so ownership checks cost no bus round trip after the first. */

@@ -13,6 +13,7 @@
 #include "execd.h"
 #include "log.h"
 #include "macro.h"
+#include "metrics.h"
 
 /* Outgoing bus queue watermarks, in messages (each at most one 64 KiB chunk). */
 #define BUS_QUEUE_HIGH 32
@@ -569,6 +570,7 @@ static int on_name_owner_changed(sd_bus_message *msg, void *userdata, sd_bus_err
         if (name[0] != ':' || *new_owner)
                 return 0;
         caller_forget(m, name);
+        metrics_name_gone(m->metrics, name);
         for (Owner *o = m->owners; o; o = o->next)
                 if (!o->gone && strcmp(o->name, name) == 0) {
                         o->gone = true;
@@ -618,7 +620,7 @@ void manager_stop(Manager *m) {
                         (void) command_signal(c, SIGCONT);
                 }
         (void) sd_event_add_time_relative(m->event, &m->stop_timer, CLOCK_MONOTONIC,
-                                          m->config.kill_grace_usec, 0, on_stop_timer, m);
+                                          m->config.kill_grace_usec, TIMER_ACCURACY_USEC, on_stop_timer, m);
 }
 
 int manager_new(sd_event *event, sd_bus *bus, const Config *config, Manager **ret) {
@@ -648,6 +650,9 @@ int manager_new(sd_event *event, sd_bus *bus, const Config *config, Manager **re
         k = sd_bus_add_object_manager(bus, NULL, EXECD_OBJECT_PATH);
         if (k < 0)
                 return k;
+        k = metrics_new(m, config->cgroup_dir, &m->metrics);
+        if (k < 0)
+                return k;
         k = sd_bus_match_signal(bus, NULL, "org.freedesktop.DBus", "/org/freedesktop/DBus",
                                 "org.freedesktop.DBus", "NameOwnerChanged", on_name_owner_changed, m);
         if (k < 0)
@@ -670,6 +675,7 @@ Manager *manager_free(Manager *m) {
                 return NULL;
         while (m->commands_head)
                 manager_remove_command(m, m->commands_head);
+        metrics_free(m->metrics);
         for (size_t i = 0; i < m->n_callers; i++)
                 free(m->callers[i].name);
         free(m->callers);
