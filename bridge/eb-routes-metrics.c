@@ -71,6 +71,7 @@ struct Hub {
         EbServer *server;
         GPtrArray *watchers; /* Watcher* */
         sd_bus_slot *match;
+        sd_bus_slot *watch_call;
         gboolean watching;
         EbSignalTarget target;
 };
@@ -85,6 +86,7 @@ static void hub_stop(Hub *h) {
 
         eb_server_unwatch_object(h->server, METRICS_PATH);
         h->match = sd_bus_slot_unref(h->match);
+        h->watch_call = sd_bus_slot_unref(h->watch_call);
         if (h->watching && bus)
                 (void) sd_bus_call_method_async(bus, NULL, EB_BUS_NAME, METRICS_PATH, METRICS_INTERFACE, "Unwatch",
                                                 NULL, NULL, NULL);
@@ -159,6 +161,16 @@ static void watcher_gone(gpointer data) {
                 hub_stop(h);
 }
 
+static int on_watch_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        Hub *h = userdata;
+
+        h->watch_call = sd_bus_slot_unref(h->watch_call);
+        /* Without the daemon's watch no sample would ever come: end the streams. */
+        if (sd_bus_message_is_method_error(reply, NULL))
+                hub_on_daemon_gone(h);
+        return 0;
+}
+
 static gboolean hub_start(Hub *h) {
         sd_bus *bus = eb_server_bus(h->server);
         int k;
@@ -172,8 +184,8 @@ static gboolean hub_start(Hub *h) {
                              "interface='org.freedesktop.DBus.Properties',member='PropertiesChanged'",
                              NULL, NULL);
         if (k >= 0)
-                k = sd_bus_call_method_async(bus, NULL, EB_BUS_NAME, METRICS_PATH, METRICS_INTERFACE, "Watch", NULL,
-                                             NULL, NULL);
+                k = sd_bus_call_method_async(bus, &h->watch_call, EB_BUS_NAME, METRICS_PATH, METRICS_INTERFACE, "Watch",
+                                             on_watch_reply, h, NULL);
         if (k < 0) {
                 h->match = sd_bus_slot_unref(h->match);
                 return FALSE;
@@ -198,7 +210,7 @@ void eb_route_metrics_watch(EbServer *s, SoupServerMessage *msg, const char *par
                 eb_reply_error(msg, EB_API_EXECD, 429, "LIMITS_EXCEEDED", "too many metrics watchers");
                 return;
         }
-        if (!hub_start(h)) {
+        if (!eb_server_daemon_present(s) || !hub_start(h)) {
                 eb_reply_error(msg, EB_API_EXECD, 503, "SERVICE_UNAVAILABLE", "the execd daemon is not available");
                 return;
         }

@@ -29,6 +29,10 @@ struct EbServer {
         GData *areas;
 };
 
+gboolean eb_server_daemon_present(EbServer *s) {
+        return s->bus && s->daemon_owner;
+}
+
 gpointer eb_server_get_area(EbServer *s, const char *area) {
         return g_datalist_get_data(&s->areas, area);
 }

@@ -34,6 +34,8 @@ EbServer *eb_server_new(const EbServerOptions *options, GError **error);
 void eb_server_free(EbServer *s);
 /* The bus, or NULL while it is being reconnected. */
 sd_bus *eb_server_bus(EbServer *s);
+/* Whether the daemon's name has an owner, as far as the bridge has seen. */
+gboolean eb_server_daemon_present(EbServer *s);
 
 /* Per-server state of one API area (e.g. the metrics watchers), owned by that area. */
 gpointer eb_server_get_area(EbServer *s, const char *area);
