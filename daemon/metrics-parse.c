@@ -3,6 +3,8 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "metrics.h"
@@ -43,19 +45,46 @@ int metrics_parse_meminfo(const char *text, uint64_t *ret_total_kib, uint64_t *r
         return 0;
 }
 
+/* A whole unsigned number at *p, advancing *p past it; no sign, no junk glued to it. */
+static int parse_number(const char **p, unsigned long long *ret) {
+        char *end;
+
+        if (!isdigit((unsigned char) **p))
+                return -EINVAL;
+        errno = 0;
+        *ret = strtoull(*p, &end, 10);
+        if (errno || (*end && !isspace((unsigned char) *end)))
+                return -EINVAL;
+        *p = end;
+        return 0;
+}
+
+static bool only_space(const char *p) {
+        while (*p && isspace((unsigned char) *p))
+                p++;
+        return *p == 0;
+}
+
 int metrics_parse_cpu_max(const char *text, double *ret_cpus) {
         unsigned long long quota, period;
-        char word[16];
+        const char *p = text;
 
         if (!text)
                 return -EINVAL;
-        if (sscanf(text, "%15s %llu", word, &period) == 2 && strcmp(word, "max") == 0) {
+        if (strncmp(p, "max", 3) == 0 && isspace((unsigned char) p[3])) {
+                p += 3;
+                while (*p == ' ')
+                        p++;
+                if (parse_number(&p, &period) < 0 || !only_space(p))
+                        return -EINVAL;
                 *ret_cpus = 0;
                 return 0;
         }
-        /* %llu would take "-1" and wrap it: insist on digits. */
-        if (!isdigit((unsigned char) text[0]) || sscanf(text, "%llu %llu", &quota, &period) != 2 || quota == 0 ||
-            period == 0)
+        if (parse_number(&p, &quota) < 0)
+                return -EINVAL;
+        while (*p == ' ')
+                p++;
+        if (parse_number(&p, &period) < 0 || !only_space(p) || quota == 0 || period == 0)
                 return -EINVAL;
         *ret_cpus = (double) quota / (double) period;
         return 0;
@@ -63,15 +92,15 @@ int metrics_parse_cpu_max(const char *text, double *ret_cpus) {
 
 int metrics_parse_memory_max(const char *text, uint64_t *ret_bytes) {
         unsigned long long v;
-        char end;
+        const char *p = text;
 
         if (!text)
                 return -EINVAL;
-        if (strncmp(text, "max", 3) == 0 && (text[3] == 0 || text[3] == '\n')) {
+        if (strncmp(p, "max", 3) == 0 && only_space(p + 3)) {
                 *ret_bytes = UINT64_MAX;
                 return 0;
         }
-        if (!isdigit((unsigned char) text[0]) || sscanf(text, "%llu%c", &v, &end) < 1 || v == 0)
+        if (parse_number(&p, &v) < 0 || !only_space(p) || v == 0)
                 return -EINVAL;
         *ret_bytes = v;
         return 0;

@@ -51,6 +51,8 @@ static void test_cpu_max(void) {
         g_assert_cmpint(metrics_parse_cpu_max("lots", &cpus), ==, -EINVAL);
         g_assert_cmpint(metrics_parse_cpu_max("", &cpus), ==, -EINVAL);
         g_assert_cmpint(metrics_parse_cpu_max("-1 100000", &cpus), ==, -EINVAL);
+        g_assert_cmpint(metrics_parse_cpu_max("50000 100000junk", &cpus), ==, -EINVAL);
+        g_assert_cmpint(metrics_parse_cpu_max("max", &cpus), ==, -EINVAL);
 }
 
 static void test_memory_max_and_keys(void) {
@@ -62,6 +64,8 @@ static void test_memory_max_and_keys(void) {
         g_assert_cmpuint(v, ==, 1073741824);
         g_assert_cmpint(metrics_parse_memory_max("maximum", &v), ==, -EINVAL);
         g_assert_cmpint(metrics_parse_memory_max("-5", &v), ==, -EINVAL);
+        g_assert_cmpint(metrics_parse_memory_max("12abc\n", &v), ==, -EINVAL);
+        g_assert_cmpint(metrics_parse_memory_max("", &v), ==, -EINVAL);
 
         g_assert_cmpint(metrics_parse_key("usage_usec 12345\nuser_usec 1\n", "usage_usec", &v), ==, 0);
         g_assert_cmpuint(v, ==, 12345);
