@@ -244,8 +244,12 @@ static int on_watch_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                 (void) sd_bus_emit_properties_changed(m->manager->bus, METRICS_PATH, METRICS_INTERFACE, "CpuCount",
                                                       "CpuUsedPercent", "MemTotalMiB", "MemUsedMiB", "Timestamp",
                                                       "View", NULL);
-        /* On a fixed one-second grid, so samples do not drift later and later. */
-        (void) sd_event_source_set_time(s, usec + WATCH_INTERVAL_USEC);
+        /* On a fixed one-second grid, so samples do not drift later and later; after a stall the
+         * grid moves on instead of firing several times to catch up. */
+        uint64_t next = usec + WATCH_INTERVAL_USEC, now = now_usec(CLOCK_MONOTONIC);
+        if (next <= now)
+                next = now + WATCH_INTERVAL_USEC;
+        (void) sd_event_source_set_time(s, next);
         return 0;
 }
 
