@@ -3,7 +3,7 @@
 
     bench.py NAME --client EXE --baseline EXE --mini-soup-server EXE
 
-NAME is one of: latency, throughput, concurrency, rss, ping (or all).
+NAME is one of: latency, throughput, concurrency, rss, ping, metrics (or all).
 Every benchmark starts its own private bus, the real daemon and the real bridge
 through tests/harness.py, prints one table row per figure (value, the baseline
 measured in the same run, ratio, target, PASS/FAIL) and exits non-zero only when
@@ -451,12 +451,339 @@ def bench_ping(args):
     t.finish()
 
 
+# ---------------------------------------------------------------- metrics
+
+class RawHttp:
+    """One keep-alive HTTP/1.1 connection over a raw socket (the client must stay cheap)."""
+
+    def __init__(self, port, headers):
+        self.port = port
+        self.extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.sock = None
+        self.connects = 0
+        self.buf = b""
+
+    def _connect(self):
+        import socket
+        self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.connects += 1
+        self.buf = b""
+
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def _fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise FunctionalError("the bridge closed a keep-alive connection mid-response")
+        self.buf += chunk
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _exactly(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def get(self, path):
+        """(status, {lower-case header: value}, body)."""
+        if self.sock is None:
+            self._connect()
+        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{self.extra}\r\n"
+                          .encode())
+        status_line = self._line().decode("latin-1")
+        m = re.match(r"HTTP/1\.1 (\d{3}) ", status_line + " ")
+        if not m:
+            raise FunctionalError(f"GET {path}: bad status line {status_line!r}")
+        headers = {}
+        while True:
+            line = self._line()
+            if not line:
+                break
+            k, _, v = line.decode("latin-1").partition(":")
+            headers[k.strip().lower()] = v.strip()
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            body = b""
+            while True:
+                size = int(self._line().split(b";")[0], 16)
+                if size == 0:
+                    while self._line():
+                        pass
+                    break
+                body += self._exactly(size)
+                self._exactly(2)
+        else:
+            body = self._exactly(int(headers.get("content-length", "0")))
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        return int(m.group(1)), headers, body
+
+
+METRICS_FIELDS = ("cpu_count", "cpu_used_pct", "mem_total_mib", "mem_used_mib", "timestamp")
+
+
+def check_metrics_json(text, where):
+    import json
+    try:
+        m = json.loads(text)
+    except ValueError as e:
+        raise FunctionalError(f"{where}: not JSON ({e}): {text[:300]!r}")
+    if not isinstance(m, dict) or set(m) != set(METRICS_FIELDS):
+        raise FunctionalError(f"{where}: not a Metrics object: {text[:300]!r}")
+    num = all(isinstance(m[k], (int, float)) and not isinstance(m[k], bool)
+              for k in METRICS_FIELDS[:4])
+    if not num or not isinstance(m["timestamp"], int) or isinstance(m["timestamp"], bool):
+        raise FunctionalError(f"{where}: wrong field types: {text[:300]!r}")
+    if not (m["cpu_count"] > 0 and 0 <= m["cpu_used_pct"] <= 100
+            and 0 <= m["mem_used_mib"] <= m["mem_total_mib"]):
+        raise FunctionalError(f"{where}: values out of range: {text[:300]!r}")
+    return m
+
+
+class Watcher:
+    """A GET /metrics/watch stream on a non-blocking raw socket: decodes the chunked body and
+    checks every frame is `data: <Metrics JSON>\\n\\n`."""
+
+    def __init__(self, port, headers):
+        import socket
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.sock.sendall(f"GET /metrics/watch HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n"
+                          .encode())
+        self.sock.setblocking(False)
+        self.raw = b""
+        self.headers_done = False
+        self.chunk_left = None  # None: expecting a chunk-size line
+        self.payload = b""
+        self.frames = 0
+        self.ended = False
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def close(self):
+        self.sock.close()
+
+    def on_readable(self):
+        try:
+            data = self.sock.recv(65536)
+        except BlockingIOError:
+            return
+        if not data:
+            self.ended = True
+            raise FunctionalError("a /metrics/watch stream ended while the client was reading")
+        self.raw += data
+        if not self.headers_done:
+            if b"\r\n\r\n" not in self.raw:
+                return
+            head, self.raw = self.raw.split(b"\r\n\r\n", 1)
+            lines = head.decode("latin-1").split("\r\n")
+            if not lines[0].startswith("HTTP/1.1 200 "):
+                raise FunctionalError(f"GET /metrics/watch answered {lines[0]!r}")
+            h = {k.strip().lower(): v.strip()
+                 for k, _, v in (line.partition(":") for line in lines[1:])}
+            if h.get("content-type", "").split(";")[0].strip() != "text/event-stream" or \
+                    h.get("transfer-encoding", "").lower() != "chunked":
+                raise FunctionalError(f"GET /metrics/watch headers: {h}")
+            self.headers_done = True
+        while True:
+            if self.chunk_left is None:
+                if b"\r\n" not in self.raw:
+                    break
+                line, self.raw = self.raw.split(b"\r\n", 1)
+                self.chunk_left = int(line.split(b";")[0], 16)
+                if self.chunk_left == 0:
+                    self.ended = True
+                    raise FunctionalError("a /metrics/watch stream ended (zero chunk)")
+            if len(self.raw) < self.chunk_left + 2:
+                break
+            self.payload += self.raw[:self.chunk_left]
+            if self.raw[self.chunk_left:self.chunk_left + 2] != b"\r\n":
+                raise FunctionalError("bad chunk framing in /metrics/watch")
+            self.raw = self.raw[self.chunk_left + 2:]
+            self.chunk_left = None
+        while b"\n\n" in self.payload:
+            frame, self.payload = self.payload.split(b"\n\n", 1)
+            if not frame.startswith(b"data: ") or b"\n" in frame:
+                raise FunctionalError(f"bad /metrics/watch frame {frame[:200]!r}")
+            check_metrics_json(frame[6:].decode(), "/metrics/watch frame")
+            self.frames += 1
+
+
+def pump_watchers(sel, seconds, until=None):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if until is not None and until():
+            return True
+        for key, _ in sel.select(max(0.0, min(0.2, deadline - time.monotonic()))):
+            key.data.on_readable()
+    return until() if until is not None else True
+
+
+def task_cpu_seconds(pid):
+    """CPU time of every thread of pid, from schedstat (ns) when available."""
+    total, ok = 0, False
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+                ok = True
+    except (OSError, ValueError, IndexError):
+        ok = False
+    return total / 1e9 if ok else cpu_seconds(pid)
+
+
+def metrics_watchers(stack):
+    r = subprocess.run(["busctl", f"--address={stack.bus.address}", "get-property",
+                        harness.BUS_NAME, "/org/execd/Execd1/metrics",
+                        "org.execd.Execd1.Metrics", "Watchers"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=10)
+    m = re.match(r"u (\d+)$", r.stdout.strip())
+    if r.returncode != 0 or not m:
+        raise FunctionalError(f"cannot read the Watchers property: {r.stdout.strip()}")
+    return int(m.group(1))
+
+
+def pct(values, q):
+    v = sorted(values)
+    return v[min(len(v) - 1, max(0, int(round(q * len(v))) - 1))]
+
+
+def bench_metrics(args):
+    import selectors
+    n, warm, many, window = 500, 20, 100, 10.0
+    t = Table(f"GET /metrics latency ({n} sequential keep-alive requests) and daemon CPU with "
+              f"{many} /metrics/watch clients")
+    load_note(t)
+    with Stack() as stack:
+        port, hdrs = stack.bridge.port, stack.bridge.headers
+        mc, pc = RawHttp(port, hdrs), RawHttp(port, hdrs)
+        lat_m, lat_p = [], []
+        t0 = time.perf_counter()
+        status, _h, body = mc.get("/metrics")
+        first = time.perf_counter() - t0
+        if status != 200:
+            raise FunctionalError(f"GET /metrics answered {status}: {body[:300]!r}")
+        check_metrics_json(body.decode(), "GET /metrics")
+        anon = RawHttp(port, {})
+        status, _h, _b = anon.get("/metrics")
+        anon.close()
+        if status != 401:
+            raise FunctionalError(f"GET /metrics without the token answered {status}, not 401")
+        for i in range(warm + n):
+            t0 = time.perf_counter()
+            status, h, body = mc.get("/metrics")
+            t1 = time.perf_counter()
+            if status != 200 or h.get("content-type", "").split(";")[0] != "application/json":
+                raise FunctionalError(f"GET /metrics #{i}: {status} {h} {body[:300]!r}")
+            check_metrics_json(body.decode(), f"GET /metrics #{i}")
+            t2 = time.perf_counter()
+            status, h, body = pc.get("/ping")
+            t3 = time.perf_counter()
+            if status != 200 or body != b"":
+                raise FunctionalError(f"GET /ping #{i}: {status} {body[:300]!r}")
+            if i >= warm:
+                lat_m.append(t1 - t0)
+                lat_p.append(t3 - t2)
+        stack.check_alive()
+        connects = (mc.connects, pc.connects)
+        mc.close()
+        pc.close()
+
+        pids = {"daemon": stack.daemon.proc.pid, "bridge": stack.bridge.proc.pid,
+                "dbus-daemon": stack.bus.proc.pid}
+        sel = selectors.DefaultSelector()
+        watchers = []
+        cpu = {}
+        frames = {}
+        try:
+            def add_watchers(k):
+                for _ in range(k):
+                    w = Watcher(port, hdrs)
+                    watchers.append(w)
+                    sel.register(w, selectors.EVENT_READ, w)
+                if not pump_watchers(sel, 15, lambda: all(w.frames >= 1 for w in watchers)):
+                    got = sum(1 for w in watchers if w.frames)
+                    raise FunctionalError(f"only {got} of {len(watchers)} /metrics/watch "
+                                          "streams had a frame after 15 s")
+
+            for count in (1, many):
+                add_watchers(count - len(watchers))
+                stack.check_alive()
+                nw = metrics_watchers(stack)
+                if nw != 1:
+                    raise FunctionalError(f"{count} HTTP watchers: the daemon's Watchers is {nw}"
+                                          ", expected 1 (one shared daemon watch)")
+                before_frames = [w.frames for w in watchers]
+                before = {k: task_cpu_seconds(v) for k, v in pids.items()}
+                pump_watchers(sel, window)
+                cpu[count] = {k: task_cpu_seconds(v) - before[k] for k, v in pids.items()}
+                got = [w.frames - b for w, b in zip(watchers, before_frames)]
+                frames[count] = got
+                if min(got) < window / 2:
+                    raise FunctionalError(f"{count} watchers: a stream had only {min(got)} "
+                                          f"frames in {window:.0f} s (expected about "
+                                          f"{window:.0f})")
+                stack.check_alive()
+        finally:
+            for w in watchers:
+                sel.unregister(w)
+                w.close()
+            sel.close()
+        deadline = time.monotonic() + 3
+        while metrics_watchers(stack) != 0:
+            if time.monotonic() > deadline:
+                raise FunctionalError("the daemon's Watchers did not drop to 0 within 3 s "
+                                      "after every HTTP watcher left")
+            time.sleep(0.05)
+
+    mm, pm = statistics.median(lat_m), statistics.median(lat_p)
+    t.row(f"GET /metrics median (N={n})", ms(mm), ms(pm), f"{mm / pm:.2f}",
+          "< 50 ms", mm < 0.050)
+    t.row("GET /metrics p99", ms(pct(lat_m, 0.99)), ms(pct(lat_p, 0.99)),
+          f"{pct(lat_m, 0.99) / pct(lat_p, 0.99):.2f}")
+    t.row("GET /metrics min / max", f"{min(lat_m) * 1000:.2f}/{max(lat_m) * 1000:.2f} ms",
+          f"{min(lat_p) * 1000:.2f}/{max(lat_p) * 1000:.2f} ms")
+    t.row("first GET /metrics on a fresh daemon", ms(first))
+    t.row("TCP connections opened (metrics/ping)", f"{connects[0]}/{connects[1]}", "1/1")
+    floor = 0.005
+    d1, dm = cpu[1]["daemon"], cpu[many]["daemon"]
+    ratio = f"{dm / d1:.2f}" if d1 > 0 else "-"
+    t.row(f"daemon CPU {window:.0f} s, {many} watchers", f"{dm:.4f} s", f"{d1:.4f} s", ratio,
+          "<= 2.0 x baseline", dm <= 2.0 * max(d1, floor))
+    b1, bm = cpu[1]["bridge"], cpu[many]["bridge"]
+    t.row(f"bridge CPU {window:.0f} s, {many} watchers", f"{bm:.4f} s", f"{b1:.4f} s",
+          f"{bm / b1:.2f}" if b1 > 0 else "-")
+    t.row(f"dbus-daemon CPU {window:.0f} s, {many} w.",
+          f"{cpu[many]['dbus-daemon']:.4f} s", f"{cpu[1]['dbus-daemon']:.4f} s")
+    t.row(f"frames/stream in {window:.0f} s (min/max)",
+          f"{min(frames[many])}/{max(frames[many])}", f"{min(frames[1])}/{max(frames[1])}")
+    t.row(f"daemon Watchers ({many} / 1 streams)", "1", "1", "-", "1", True)
+    t.note(f"latency baseline: GET /ping over its own keep-alive connection, interleaved with "
+           f"the /metrics requests (same client, same load), {warm} warm-ups each; the "
+           "target is absolute")
+    t.note(f"CPU baseline: the same {window:.0f} s window with a single watcher, just before "
+           f"the {many}; CPU from /proc/PID/task/*/schedstat; the target compares with a "
+           f"baseline of at least {floor * 1000:.0f} ms (a daemon sampling once a second uses "
+           "almost nothing, so tiny figures are noise)")
+    t.finish()
+
+
 BENCHMARKS = {
     "latency": bench_latency,
     "throughput": bench_throughput,
     "concurrency": bench_concurrency,
     "rss": bench_rss,
     "ping": bench_ping,
+    "metrics": bench_metrics,
 }
 
 
