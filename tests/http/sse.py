@@ -127,6 +127,10 @@ class EventStream:
             self.close()
 
     # -- events ------------------------------------------------------------------------------
+    def parse_frame(self, frame):
+        """One frame's event; streams whose frames are not events override this."""
+        return parse_frame(frame)
+
     def _pop_frame(self):
         idx = self.buf.find(b"\n\n", self.pos)
         if idx < 0:
@@ -134,7 +138,7 @@ class EventStream:
         frame = self.buf[self.pos:idx]
         self.pos = idx + 2
         self.frames.append(frame)
-        event = parse_frame(frame)
+        event = self.parse_frame(frame)
         self.events.append(event)
         return event
 

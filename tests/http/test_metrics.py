@@ -80,17 +80,9 @@ class MetricsStream(sse.EventStream):
                          timeout=timeout)
         self.arrivals = []
 
-    def _pop_frame(self):
-        idx = self.buf.find(b"\n\n", self.pos)
-        if idx < 0:
-            return None
-        frame = self.buf[self.pos:idx]
-        self.pos = idx + 2
-        self.frames.append(frame)
-        m = parse_metrics_frame(frame)
-        self.events.append(m)
+    def parse_frame(self, frame):
         self.arrivals.append(time.monotonic())
-        return m
+        return parse_metrics_frame(frame)
 
     def take(self, n, timeout):
         """Read until n frames arrived in total; fail at the deadline or at the end."""
