@@ -204,6 +204,12 @@ static int on_run_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret
                 command_stream_free(cs);
                 return 0;
         }
+        if (req->gone) {
+                /* The client left while the command was being started: it is nobody's now. */
+                cs->path = g_strdup(path);
+                command_stream_on_client_gone(cs);
+                return 0;
+        }
 
         cs->path = g_strdup(path);
         g_strlcpy(cs->id, strrchr(path, '/') + 1, sizeof cs->id);
@@ -379,6 +385,7 @@ void eb_route_command_run(EbServer *s, SoupServerMessage *msg, const char *param
                 eb_lines_init(&cs->lines[i]);
         req->data = cs; /* taken by on_run_reply */
         req->data_free = (GDestroyNotify) command_stream_free;
+        req->finish_call_when_gone = TRUE;
         eb_request_send(req, m, k, on_run_reply);
 }
 

@@ -225,7 +225,7 @@ static void on_request_finished(SoupServerMessage *msg, gpointer user_data) {
 
         r->gone = TRUE;
         /* Dropping the slot cancels the pending call; its callback will not run. */
-        if (r->slot) {
+        if (r->slot && !r->finish_call_when_gone) {
                 r->slot = sd_bus_slot_unref(r->slot);
                 eb_request_unref(r); /* the reference the call held */
         }

@@ -58,6 +58,9 @@ typedef struct {
         GString *body;
         gpointer data; /* route state, freed with data_free unless a callback took it */
         GDestroyNotify data_free;
+        /* The call must finish even if the client leaves (it may have started something the
+         * callback has to undo); the callback then sees gone set. */
+        gboolean finish_call_when_gone;
 } EbRequest;
 
 EbRequest *eb_request_new(EbServer *server, SoupServerMessage *msg);

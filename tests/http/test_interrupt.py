@@ -1,4 +1,7 @@
 """DELETE /command?id=ID, and a client disconnect killing a foreground command."""
+import json
+import os
+import socket
 import time
 
 import pytest
@@ -137,3 +140,35 @@ def test_disconnect_does_not_kill_background(stack):
     st = stack.status(init["text"])
     assert st["running"] is True, st
     stack.delete(f"/command?id={init['text']}")
+
+
+def _procs_named(marker):
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                if f.read().split(b"\0", 1)[0] == marker.encode():
+                    found.append(int(name))
+        except OSError:
+            continue
+    return found
+
+
+def test_client_gone_before_the_stream_starts_leaves_nothing_running(stack):
+    """Clients that hang up right after sending, before the command's stream begins: however
+    the race falls (before the call, during it, after init), no command may keep running."""
+    marker = "execd-orphan-" + random_id()[:12]
+    body = json.dumps({"command": f"exec -a {marker} sleep 30"}).encode()
+    request = (f"POST /command HTTP/1.1\r\nHost: x\r\nX-EXECD-ACCESS-TOKEN: {stack.bridge.token}\r\n"
+               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    for _ in range(40):
+        s = socket.create_connection(("127.0.0.1", stack.bridge.port), timeout=5)
+        s.sendall(request)
+        s.close()
+    time.sleep(0.5)  # let every started command show up before the check settles
+    deadline = time.monotonic() + 5
+    while _procs_named(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _procs_named(marker) == []
