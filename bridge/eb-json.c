@@ -208,3 +208,20 @@ void eb_json_null(EbJson *j) {
         before_value(j);
         g_string_append(j->out, "null");
 }
+
+/* json-glib keeps strings as C strings, so "a\u0000b" would silently become "a": a command,
+ * path or name cut short is worse than an error. Escapes are followed, so "\\u0000" (a
+ * backslash, then text) is not a NUL. */
+gboolean eb_json_text_has_nul_escape(const char *data, gsize len) {
+        for (gsize i = 0; i < len; i++) {
+                if (data[i] == 0)
+                        return TRUE;
+                if (data[i] != '\\')
+                        continue;
+                if (i + 5 < len && data[i + 1] == 'u' && data[i + 2] == '0' && data[i + 3] == '0' &&
+                    data[i + 4] == '0' && data[i + 5] == '0')
+                        return TRUE;
+                i++; /* the escaped character */
+        }
+        return FALSE;
+}

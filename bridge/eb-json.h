@@ -31,3 +31,6 @@ void eb_json_int(EbJson *j, gint64 v);
 void eb_json_double(EbJson *j, double v);
 void eb_json_bool(EbJson *j, gboolean v);
 void eb_json_null(EbJson *j);
+
+/* Whether raw JSON text holds a NUL, escaped (\u0000) or not, inside any string. */
+gboolean eb_json_text_has_nul_escape(const char *data, gsize len);

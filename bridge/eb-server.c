@@ -208,6 +208,9 @@ JsonObject *eb_parse_object_body(SoupServerMessage *msg, JsonParser **ret_parser
 
         if (len == 0)
                 message = g_strdup("error parsing request, MAYBE invalid body format. EOF");
+        else if (eb_json_text_has_nul_escape(data, len))
+                message = g_strdup("error parsing request, MAYBE invalid body format. "
+                                   "strings must not contain NUL characters");
         else if (!json_parser_load_from_data(parser, data, (gssize) len, &error))
                 message = g_strdup_printf("error parsing request, MAYBE invalid body format. %s", error->message);
         else if (!(root = json_parser_get_root(parser)) || !JSON_NODE_HOLDS_OBJECT(root))

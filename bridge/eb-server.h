@@ -6,6 +6,7 @@
 #include <systemd/sd-bus.h>
 
 #include "eb-errors.h"
+#include "eb-json.h"
 
 #define EB_BUS_NAME "org.execd.Execd1"
 #define EB_MANAGER_PATH "/org/execd/Execd1"

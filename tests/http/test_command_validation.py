@@ -150,3 +150,16 @@ def test_bridge_still_works_after_413(stack):
     _post_raw(stack, b"{" + b" " * (2 * 1024 * 1024) + b"}")
     r = stack.get("/ping")
     assert r.status_code == 200
+
+
+def test_nul_in_a_string_is_refused_not_truncated(stack, tmp_path):
+    """json-glib would cut "a\\u0000b" to "a": running a prefix of the command is refused."""
+    marker = tmp_path / "ran"
+    r = stack.post("/command", data=('{"command":"true\\u0000; touch ' + str(marker) + '"}').encode())
+    assert_error(r, 400, "INVALID_REQUEST_BODY", contains="NUL")
+    r = stack.post("/command", data=('{"command":"touch ' + str(marker) + '","cwd":"/tmp\\u0000/x"}').encode())
+    assert_error(r, 400, "INVALID_REQUEST_BODY", contains="NUL")
+    assert not marker.exists()
+    # An escaped backslash before u0000 is ordinary text.
+    run = stack.run('printf "%s\\n" "\\\\u0000"')
+    assert run.stdout == ["\\u0000"]

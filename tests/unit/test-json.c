@@ -143,6 +143,18 @@ static void test_error_table(void) {
         }
 }
 
+static void test_nul_escape_detection(void) {
+        g_assert_true(eb_json_text_has_nul_escape("{\"a\":\"x\\u0000y\"}", 16));
+        g_assert_true(eb_json_text_has_nul_escape("\"\\u0000\"", 8));
+        g_assert_true(eb_json_text_has_nul_escape("{\"a\":\"x\0\"}", 11)); /* a raw NUL byte */
+        /* an escaped backslash followed by text is not a NUL */
+        g_assert_false(eb_json_text_has_nul_escape("\"\\\\u0000\"", 9));
+        g_assert_true(eb_json_text_has_nul_escape("\"\\u00001\"", 9));
+        g_assert_false(eb_json_text_has_nul_escape("\"\\u0001\"", 8));
+        g_assert_false(eb_json_text_has_nul_escape("{\"command\":\"echo hi\"}", 21));
+        g_assert_false(eb_json_text_has_nul_escape("\\u000", 5)); /* truncated escape */
+}
+
 int main(int argc, char *argv[]) {
         g_test_init(&argc, &argv, NULL);
         g_test_add_func("/json/escaping", test_escaping);
@@ -150,5 +162,6 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/json/writer-nesting", test_writer_nesting);
         g_test_add_func("/sse/frame", test_sse_frame);
         g_test_add_func("/errors/table", test_error_table);
+        g_test_add_func("/json/nul-escape", test_nul_escape_detection);
         return g_test_run();
 }
