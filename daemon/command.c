@@ -232,7 +232,6 @@ static int on_pidfd(sd_event_source *s, int fd, uint32_t revents, void *userdata
         return 0;
 }
 
-int manager_reap_children(Manager *m);
 int manager_reap_children(Manager *m) {
         /* As a subreaper we inherit orphans; reap them, and route our own leaders through their
          * pidfds. Peeking with WNOWAIT keeps a leader's status for command_reap(). */

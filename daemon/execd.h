@@ -146,6 +146,8 @@ int command_interrupt(Command *c);
 void command_owner_gone(Command *c);
 void command_ack(Command *c, uint64_t seq);
 void command_update_reading(Command *c);
+/* SIGCHLD: reap our commands through their pidfds and any orphan we inherited. */
+int manager_reap_children(Manager *m);
 Command *manager_find_command(Manager *m, const char *id);
 
 /* command-dbus.c */

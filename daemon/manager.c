@@ -582,8 +582,6 @@ static int on_name_owner_changed(sd_bus_message *msg, void *userdata, sd_bus_err
         return 0;
 }
 
-int manager_reap_children(Manager *m);
-
 static int on_sigchld(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         return manager_reap_children(userdata);
 }
