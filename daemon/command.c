@@ -345,14 +345,16 @@ _Noreturn static void child_exec(const CommandSpec *spec, const char *shell, int
                 goto fail;
         report_fd = 3;
 
-        if (spec->cwd && chdir(spec->cwd) < 0)
-                goto fail;
         if (spec->set_user) {
                 if (syscall(SYS_setgroups, (size_t) spec->n_groups, spec->groups) < 0 ||
                     syscall(SYS_setresgid, spec->gid, spec->gid, spec->gid) < 0 ||
                     syscall(SYS_setresuid, spec->uid, spec->uid, spec->uid) < 0)
                         goto fail;
         }
+        /* After dropping privileges: the working directory is entered with the command's own
+         * rights, never the daemon's. */
+        if (spec->cwd && chdir(spec->cwd) < 0)
+                goto fail;
         execve(shell, argv, spec->envp);
 fail:
         e = errno;

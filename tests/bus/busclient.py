@@ -24,6 +24,7 @@ ERR_NOT_RUNNING = "org.execd.Execd1.Error.NotRunning"
 ERR_ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"
 ERR_UNKNOWN_OBJECT = "org.freedesktop.DBus.Error.UnknownObject"
 ERR_INVALID_ARGS = "org.freedesktop.DBus.Error.InvalidArgs"
+ERR_START_FAILED = "org.execd.Execd1.Error.StartFailed"
 
 DEFAULT_TIMEOUT = 10.0
 

@@ -4,7 +4,8 @@ import pwd
 
 import pytest
 
-from busclient import ERR_INVALID_ARGUMENT, DBusError, stream_bytes
+from busclient import ERR_INVALID_ARGUMENT, ERR_START_FAILED, DBusError, stream_bytes
+from conftest import zombie_children
 
 
 def count_commands(c):
@@ -168,3 +169,22 @@ def test_uid_without_passwd_entry(env):
     _p, u, g, groups = ids(c, uid=uid)
     assert (u, g) == (uid, uid)
     assert groups == {uid}, "no supplementary groups for an unknown user"
+
+
+def test_cwd_is_entered_with_the_commands_rights(env, tmp_path):
+    """A directory the target user may not enter is a start failure (errno from the child),
+    not a command running as nobody inside root's 0700 directory."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    c = env.connect()
+    before = len(c.command_paths())
+    with pytest.raises(DBusError) as ei:
+        c.run("pwd", uid=65534, cwd=str(private))
+    assert ei.value.name == ERR_START_FAILED
+    assert "Permission denied" in ei.value.message
+    assert len(c.command_paths()) == before
+    assert zombie_children(env.daemon.proc.pid) == []
+    # The same directory as root is fine.
+    _p, out, exited = c.run_wait("pwd", cwd=str(private))
+    assert exited == (0, 0, False)
+    assert stream_bytes(out, "stdout") == str(private).encode() + b"\n"

@@ -163,3 +163,12 @@ def test_nul_in_a_string_is_refused_not_truncated(stack, tmp_path):
     # An escaped backslash before u0000 is ordinary text.
     run = stack.run('printf "%s\\n" "\\\\u0000"')
     assert run.stdout == ["\\u0000"]
+
+
+def test_start_failure_is_a_json_500_before_any_event(stack, tmp_path):
+    """The command cannot start (uid 65534 may not enter a 0700 root directory): a plain JSON
+    RUNTIME_ERROR naming the cause, no stream, no command."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    r = stack.post("/command", json={"command": "pwd", "uid": 65534, "cwd": str(private)})
+    assert_error(r, 500, "RUNTIME_ERROR", contains="Permission denied")
