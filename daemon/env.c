@@ -203,3 +203,42 @@ int expand_path(const char *in, char *const *envp, char **ret, char **ret_missin
         *ret = TAKE_PTR(expanded);
         return 0;
 }
+
+void path_clean(char *path) {
+        char *out = path, *in = path;
+
+        /* out always ends just after a component (or at the root slash). */
+        *out++ = '/';
+        while (*in) {
+                char *start, *end;
+                size_t n;
+
+                while (*in == '/')
+                        in++;
+                if (!*in)
+                        break;
+                start = in;
+                while (*in && *in != '/')
+                        in++;
+                end = in;
+                n = (size_t) (end - start);
+                if (n == 1 && start[0] == '.')
+                        continue;
+                if (n == 2 && start[0] == '.' && start[1] == '.') {
+                        /* Back to the previous slash, never above the root. */
+                        if (out > path + 1) {
+                                out--;
+                                while (out > path + 1 && out[-1] != '/')
+                                        out--;
+                        }
+                        continue;
+                }
+                if (out > path + 1 && out[-1] != '/')
+                        *out++ = '/';
+                memmove(out, start, n);
+                out += n;
+        }
+        if (out > path + 1 && out[-1] == '/')
+                out--;
+        *out = 0;
+}

@@ -15,3 +15,6 @@ int env_merge_file(char ***envp, const char *path, char *const *expand_env);
  * one of *#$@!?- expands to nothing, a leading ~ becomes $HOME, and a relative result is made
  * absolute against the daemon's working directory. */
 int expand_path(const char *in, char *const *envp, char **ret, char **ret_missing);
+/* Lexical clean of an absolute path, in place: duplicate slashes, "." and ".." removed, no
+ * trailing slash (except for "/"). */
+void path_clean(char *path);

@@ -68,6 +68,7 @@ struct Manager {
         Command *commands_head, *commands_tail; /* creation order */
         Owner *owners;
         struct Metrics *metrics;
+        struct Files *files;
         unsigned n_running, n_finished;
 
         /* Unique bus name -> uid, so ownership checks cost no bus round trip after the first. */

@@ -13,6 +13,7 @@
 #include "execd.h"
 #include "log.h"
 #include "macro.h"
+#include "files.h"
 #include "metrics.h"
 
 /* Outgoing bus queue watermarks, in messages (each at most one 64 KiB chunk). */
@@ -28,6 +29,10 @@ const sd_bus_error_map execd_error_map[] = {
         SD_BUS_ERROR_MAP(EXECD_ERROR_LIMITS_EXCEEDED, EUSERS),
         SD_BUS_ERROR_MAP(EXECD_ERROR_START_FAILED, ENOEXEC),
         SD_BUS_ERROR_MAP(EXECD_ERROR_BUSY, EBUSY),
+        SD_BUS_ERROR_MAP(EXECD_ERROR_ALREADY_EXISTS, EEXIST),
+        SD_BUS_ERROR_MAP(EXECD_ERROR_IS_DIRECTORY, EISDIR),
+        SD_BUS_ERROR_MAP(EXECD_ERROR_NOT_DIRECTORY, ENOTDIR),
+        SD_BUS_ERROR_MAP(EXECD_ERROR_INVALID_PATH, ENAMETOOLONG),
         SD_BUS_ERROR_MAP_END
 };
 
@@ -571,6 +576,7 @@ static int on_name_owner_changed(sd_bus_message *msg, void *userdata, sd_bus_err
                 return 0;
         caller_forget(m, name);
         metrics_name_gone(m->metrics, name);
+        files_name_gone(m->files, name);
         for (Owner *o = m->owners; o; o = o->next)
                 if (!o->gone && strcmp(o->name, name) == 0) {
                         o->gone = true;
@@ -651,6 +657,9 @@ int manager_new(sd_event *event, sd_bus *bus, const Config *config, Manager **re
         k = metrics_new(m, config->cgroup_dir, &m->metrics);
         if (k < 0)
                 return k;
+        k = files_new(m, bus, &m->files);
+        if (k < 0)
+                return k;
         k = sd_bus_match_signal(bus, NULL, "org.freedesktop.DBus", "/org/freedesktop/DBus",
                                 "org.freedesktop.DBus", "NameOwnerChanged", on_name_owner_changed, m);
         if (k < 0)
@@ -674,6 +683,7 @@ Manager *manager_free(Manager *m) {
         while (m->commands_head)
                 manager_remove_command(m, m->commands_head);
         metrics_free(m->metrics);
+        files_free(m->files);
         for (size_t i = 0; i < m->n_callers; i++)
                 free(m->callers[i].name);
         free(m->callers);

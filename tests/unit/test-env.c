@@ -101,10 +101,35 @@ static void test_env_set_and_names(void) {
         strv_freep(&envp);
 }
 
+static void test_path_clean(void) {
+        static const char *const cases[][2] = {
+                { "/", "/" },
+                { "//", "/" },
+                { "/a/b/", "/a/b" },
+                { "/a//b///c", "/a/b/c" },
+                { "/a/./b/.", "/a/b" },
+                { "/a/b/..", "/a" },
+                { "/a/..", "/" },
+                { "/..", "/" },
+                { "/../../x", "/x" },
+                { "/a/b/../../c/../d", "/d" },
+                { "/tmp/x/../y", "/tmp/y" },
+                { "/a/..b/.c/...", "/a/..b/.c/..." },
+        };
+
+        for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+                char *p = g_strdup(cases[i][0]);
+                path_clean(p);
+                g_assert_cmpstr(p, ==, cases[i][1]);
+                g_free(p);
+        }
+}
+
 int main(int argc, char *argv[]) {
         g_test_init(&argc, &argv, NULL);
         g_test_add_func("/env/expand-path", test_expand_path);
         g_test_add_func("/env/file", test_env_file);
         g_test_add_func("/env/set-and-names", test_env_set_and_names);
+        g_test_add_func("/env/path-clean", test_path_clean);
         return g_test_run();
 }

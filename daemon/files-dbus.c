@@ -1,0 +1,679 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "errors.h"
+#include "execd.h"
+#include "files.h"
+#include "log.h"
+#include "macro.h"
+
+/* Every handler: read and validate the arguments, take the caller's identity, act, reply. */
+
+static void caller_leavep(FileCaller *c) {
+        files_caller_leave(c);
+}
+
+static int read_paths(sd_bus_message *m, char ***ret, sd_bus_error *error) {
+        _cleanup_(strv_freep) char **raw = NULL, **out = NULL;
+        size_t n = 0;
+        int k;
+
+        k = sd_bus_message_read_strv(m, &raw);
+        if (k < 0)
+                return k;
+        while (raw && raw[n])
+                n++;
+        out = calloc(n + 1, sizeof *out);
+        if (!out)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                k = files_expand(raw[i], &out[i], error);
+                if (k < 0)
+                        return k;
+        }
+        *ret = TAKE_PTR(out);
+        return 0;
+}
+
+static int check_mode(uint32_t mode, sd_bus_error *error) {
+        if (mode > 07777)
+                return sd_bus_error_setf(error, EXECD_ERROR_INVALID_ARGUMENT, "invalid mode %#o: only permission bits (at most 07777) may be set", mode);
+        return 0;
+}
+
+static int method_stat(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        _cleanup_(caller_leavep) FileCaller caller = {};
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(strv_freep) char **paths = NULL;
+        int k;
+
+        k = read_paths(m, &paths, error);
+        if (k < 0)
+                return k;
+        k = files_caller_enter(userdata, m, &caller, error);
+        if (k < 0)
+                return k;
+        k = sd_bus_message_new_method_return(m, &reply);
+        if (k < 0)
+                return k;
+        k = files_stat(reply, paths, error);
+        if (k < 0)
+                return k;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int method_list(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        _cleanup_(caller_leavep) FileCaller caller = {};
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(freep) char *path = NULL;
+        const char *raw;
+        uint32_t depth;
+        int k;
+
+        k = sd_bus_message_read(m, "su", &raw, &depth);
+        if (k < 0)
+                return k;
+        k = files_expand(raw, &path, error);
+        if (k < 0)
+                return k;
+        k = files_caller_enter(userdata, m, &caller, error);
+        if (k < 0)
+                return k;
+        k = sd_bus_message_new_method_return(m, &reply);
+        if (k < 0)
+                return k;
+        k = files_list(reply, path, depth, error);
+        if (k < 0)
+                return k;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int method_search(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        _cleanup_(caller_leavep) FileCaller caller = {};
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(freep) char *path = NULL;
+        const char *raw, *pattern;
+        int k;
+
+        k = sd_bus_message_read(m, "ss", &raw, &pattern);
+        if (k < 0)
+                return k;
+        k = files_expand(raw, &path, error);
+        if (k < 0)
+                return k;
+        k = files_caller_enter(userdata, m, &caller, error);
+        if (k < 0)
+                return k;
+        k = sd_bus_message_new_method_return(m, &reply);
+        if (k < 0)
+                return k;
+        k = files_search(reply, path, pattern, error);
+        if (k < 0)
+                return k;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+/* (path, mode, owner, group) entries of MakeDirectories and SetPermissions. */
+typedef struct ModeEntry {
+        char *path;
+        uint32_t mode;
+        Ownership own;
+} ModeEntry;
+
+static void mode_entries_free(ModeEntry *e, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                free(e[i].path);
+        free(e);
+}
+
+static int read_mode_entries(sd_bus_message *m, ModeEntry **ret, size_t *ret_n, sd_bus_error *error) {
+        ModeEntry *e = NULL;
+        size_t n = 0;
+        const char *path, *owner, *group;
+        uint32_t mode;
+        int k;
+
+        k = sd_bus_message_enter_container(m, 'a', "(suss)");
+        if (k < 0)
+                return k;
+        while ((k = sd_bus_message_read(m, "(suss)", &path, &mode, &owner, &group)) > 0) {
+                ModeEntry *grown = realloc(e, (n + 1) * sizeof *e);
+                if (!grown) {
+                        k = -ENOMEM;
+                        break;
+                }
+                e = grown;
+                e[n] = (ModeEntry) { .mode = mode };
+                n++;
+                k = check_mode(mode, error);
+                if (k >= 0)
+                        k = files_expand(path, &e[n - 1].path, error);
+                if (k >= 0)
+                        k = files_parse_ownership(owner, group, &e[n - 1].own, error);
+                if (k < 0)
+                        break;
+        }
+        if (k >= 0)
+                k = sd_bus_message_exit_container(m);
+        if (k < 0) {
+                mode_entries_free(e, n);
+                return k;
+        }
+        *ret = e;
+        *ret_n = n;
+        return 0;
+}
+
+static int method_make_directories(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        _cleanup_(caller_leavep) FileCaller caller = {};
+        ModeEntry *e = NULL;
+        size_t n = 0;
+        int k;
+
+        k = read_mode_entries(m, &e, &n, error);
+        if (k < 0)
+                return k;
+        k = files_caller_enter(userdata, m, &caller, error);
+        for (size_t i = 0; k >= 0 && i < n; i++) {
+                k = files_mkdir_p(e[i].path, 0777, error);
+                if (k >= 0)
+                        k = files_apply(e[i].path, e[i].mode, &e[i].own, error);
+        }
+        mode_entries_free(e, n);
+        if (k < 0)
+                return k;
+        return sd_bus_reply_method_return(m, NULL);
+}
+
+static int method_set_permissions(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        _cleanup_(caller_leavep) FileCaller caller = {};
+        ModeEntry *e = NULL;
+        size_t n = 0;
+        int k;
+
+        k = read_mode_entries(m, &e, &n, error);
+        if (k < 0)
+                return k;
+        k = files_caller_enter(userdata, m, &caller, error);
+        /* Every path must exist before anything changes. */
+        for (size_t i = 0; k >= 0 && i < n; i++) {
+                struct stat st;
+                if (stat(e[i].path, &st) < 0)
+                        k = files_error(error, errno, "error changing permissions for %s", e[i].path);
+        }
+        for (size_t i = 0; k >= 0 && i < n; i++)
+                k = files_apply(e[i].path, e[i].mode, &e[i].own, error);
+        mode_entries_free(e, n);
+        if (k < 0)
+                return k;
+        return sd_bus_reply_method_return(m, NULL);
+}
+
+static int method_move(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        _cleanup_(caller_leavep) FileCaller caller = {};
+        _cleanup_(strv_freep) char **pairs = NULL; /* src, dest, src, dest, ..., NULL */
+        size_t n = 0;
+        const char *src, *dest;
+        int k;
+
+        k = sd_bus_message_enter_container(m, 'a', "(ss)");
+        if (k < 0)
+                return k;
+        while ((k = sd_bus_message_read(m, "(ss)", &src, &dest)) > 0) {
+                char **grown = realloc(pairs, (n + 3) * sizeof *pairs);
+                if (!grown)
+                        return -ENOMEM;
+                pairs = grown;
+                pairs[n] = pairs[n + 1] = pairs[n + 2] = NULL;
+                k = files_expand(src, &pairs[n], error);
+                if (k >= 0)
+                        k = files_expand(dest, &pairs[n + 1], error);
+                n += 2;
+                if (k < 0)
+                        return k;
+        }
+        if (k < 0)
+                return k;
+        k = sd_bus_message_exit_container(m);
+        if (k < 0)
+                return k;
+        k = files_caller_enter(userdata, m, &caller, error);
+        for (size_t i = 0; k >= 0 && i < n; i += 2)
+                k = files_move(pairs[i], pairs[i + 1], error);
+        if (k < 0)
+                return k;
+        return sd_bus_reply_method_return(m, NULL);
+}
+
+static int method_remove_files(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        _cleanup_(caller_leavep) FileCaller caller = {};
+        _cleanup_(strv_freep) char **paths = NULL;
+        int k;
+
+        k = read_paths(m, &paths, error);
+        if (k < 0)
+                return k;
+        k = files_caller_enter(userdata, m, &caller, error);
+        for (size_t i = 0; k >= 0 && paths[i]; i++)
+                k = files_remove_file(paths[i], error);
+        if (k < 0)
+                return k;
+        return sd_bus_reply_method_return(m, NULL);
+}
+
+static bool ends_with_dot(const char *s) {
+        size_t n = strlen(s);
+
+        while (n > 1 && s[n - 1] == '/')
+                n--;
+        return (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.') ||
+               (n >= 2 && s[n - 1] == '.' && s[n - 2] == '/') ||
+               (n >= 3 && s[n - 1] == '.' && s[n - 2] == '.' && s[n - 3] == '/');
+}
+
+static int method_remove_directories(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        _cleanup_(caller_leavep) FileCaller caller = {};
+        _cleanup_(strv_freep) char **raw = NULL, **paths = NULL;
+        size_t n = 0;
+        int k;
+
+        k = sd_bus_message_read_strv(m, &raw);
+        if (k < 0)
+                return k;
+        while (raw && raw[n])
+                n++;
+        paths = calloc(n + 1, sizeof *paths);
+        if (!paths)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                /* rm -rf refuses these too: "x/." would empty x through a name that looks harmless. */
+                if (ends_with_dot(raw[i]))
+                        return sd_bus_error_setf(error, EXECD_ERROR_INVALID_PATH,
+                                                 "refusing to remove '.' or '..' directory: %s", raw[i]);
+                k = files_expand(raw[i], &paths[i], error);
+                if (k < 0)
+                        return k;
+                if (strcmp(paths[i], "/") == 0)
+                        return sd_bus_error_setf(error, EXECD_ERROR_INVALID_PATH, "refusing to remove /");
+        }
+        k = files_caller_enter(userdata, m, &caller, error);
+        for (size_t i = 0; k >= 0 && i < n; i++)
+                k = files_remove_tree(paths[i], error);
+        if (k < 0)
+                return k;
+        return sd_bus_reply_method_return(m, NULL);
+}
+
+static int method_replace(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        _cleanup_(caller_leavep) FileCaller caller = {};
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(strv_freep) char **items = NULL; /* path, old, new, ..., NULL */
+        size_t n = 0;
+        const char *path, *old, *new_text;
+        int k;
+
+        k = sd_bus_message_enter_container(m, 'a', "(sss)");
+        if (k < 0)
+                return k;
+        while ((k = sd_bus_message_read(m, "(sss)", &path, &old, &new_text)) > 0) {
+                char **grown = realloc(items, (n + 4) * sizeof *items);
+                if (!grown)
+                        return -ENOMEM;
+                items = grown;
+                items[n] = NULL;
+                items[n + 1] = strdup(old);
+                items[n + 2] = strdup(new_text);
+                items[n + 3] = NULL;
+                if (!items[n + 1] || !items[n + 2])
+                        return -ENOMEM;
+                k = files_expand(path, &items[n], error);
+                n += 3;
+                if (k < 0)
+                        return k;
+                if (!*old)
+                        return sd_bus_error_setf(error, EXECD_ERROR_INVALID_ARGUMENT,
+                                                 "old content must not be empty (%s)", path);
+        }
+        if (k < 0)
+                return k;
+        k = sd_bus_message_exit_container(m);
+        if (k < 0)
+                return k;
+        k = files_caller_enter(userdata, m, &caller, error);
+        if (k < 0)
+                return k;
+        /* Check every entry before touching any file. */
+        for (size_t i = 0; i < n; i += 3) {
+                struct stat st;
+                if (stat(items[i], &st) < 0)
+                        return files_error(error, errno, "file not found: %s", items[i]);
+                if (S_ISDIR(st.st_mode))
+                        return sd_bus_error_setf(error, EXECD_ERROR_IS_DIRECTORY, "path is a directory: %s", items[i]);
+                if (st.st_size > FILES_REPLACE_MAX)
+                        return sd_bus_error_setf(error, EXECD_ERROR_LIMITS_EXCEEDED, "%s is larger than %d MiB",
+                                                 items[i], FILES_REPLACE_MAX / (1024 * 1024));
+        }
+        k = sd_bus_message_new_method_return(m, &reply);
+        if (k >= 0)
+                k = sd_bus_message_open_container(reply, 'a', "u");
+        for (size_t i = 0; k >= 0 && i < n; i += 3) {
+                uint32_t count = 0;
+                k = files_replace(userdata, sd_bus_message_get_sender(m), items[i], items[i + 1], items[i + 2],
+                                  &count, error);
+                if (k >= 0)
+                        k = sd_bus_message_append(reply, "u", count);
+        }
+        if (k >= 0)
+                k = sd_bus_message_close_container(reply);
+        if (k < 0)
+                return k;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int open_for_read(const char *path, int *ret_fd, struct stat *ret_st, sd_bus_error *error) {
+        _cleanup_(closep) int fd = -1;
+
+        /* O_NONBLOCK: opening a fifo must not hang the daemon; it is refused below anyway. */
+        fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+        if (fd < 0)
+                return files_error(error, errno, "open %s", path);
+        if (fstat(fd, ret_st) < 0)
+                return files_error(error, errno, "fstat %s", path);
+        if (S_ISDIR(ret_st->st_mode))
+                return sd_bus_error_setf(error, EXECD_ERROR_IS_DIRECTORY, "path is a directory: %s", path);
+        if (!S_ISREG(ret_st->st_mode))
+                return sd_bus_error_setf(error, EXECD_ERROR_INVALID_ARGUMENT, "not a regular file: %s", path);
+        if (fcntl(fd, F_SETFL, O_RDONLY) < 0)
+                return files_error(error, errno, "fcntl %s", path);
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+static int method_open_read(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        _cleanup_(caller_leavep) FileCaller caller = {};
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(freep) char *path = NULL;
+        _cleanup_(closep) int fd = -1;
+        const char *raw;
+        struct stat st;
+        int k;
+
+        k = sd_bus_message_read(m, "s", &raw);
+        if (k < 0)
+                return k;
+        k = files_expand(raw, &path, error);
+        if (k < 0)
+                return k;
+        k = files_caller_enter(userdata, m, &caller, error);
+        if (k < 0)
+                return k;
+        k = open_for_read(path, &fd, &st, error);
+        if (k < 0)
+                return k;
+        k = sd_bus_message_new_method_return(m, &reply);
+        if (k >= 0)
+                k = sd_bus_message_append(reply, "h", fd);
+        if (k >= 0)
+                k = files_append_info(reply, path, &st);
+        if (k < 0)
+                return k;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int method_read_bytes(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        _cleanup_(caller_leavep) FileCaller caller = {};
+        _cleanup_(freep) char *path = NULL, *buf = NULL;
+        _cleanup_(closep) int fd = -1;
+        const char *raw;
+        uint64_t offset, length;
+        size_t have = 0;
+        struct stat st;
+        int k;
+
+        k = sd_bus_message_read(m, "stt", &raw, &offset, &length);
+        if (k < 0)
+                return k;
+        if (offset > INT64_MAX)
+                return sd_bus_error_setf(error, EXECD_ERROR_INVALID_ARGUMENT, "offset is too large");
+        k = files_expand(raw, &path, error);
+        if (k < 0)
+                return k;
+        k = files_caller_enter(userdata, m, &caller, error);
+        if (k < 0)
+                return k;
+        k = open_for_read(path, &fd, &st, error);
+        if (k < 0)
+                return k;
+        length = MIN(length, (uint64_t) FILES_INLINE_MAX);
+        buf = malloc(length ? length : 1);
+        if (!buf)
+                return -ENOMEM;
+        while (have < length) {
+                ssize_t n = pread(fd, buf + have, length - have, (off_t) (offset + have));
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return files_error(error, errno, "read %s", path);
+                }
+                if (n == 0)
+                        break;
+                have += (size_t) n;
+        }
+        return sd_bus_reply_method_return(m, "ay", have, buf);
+}
+
+static int read_ownership_args(sd_bus_message *m, uint32_t *mode, Ownership *own, sd_bus_error *error) {
+        const char *owner, *group;
+        int k;
+
+        k = sd_bus_message_read(m, "uss", mode, &owner, &group);
+        if (k < 0)
+                return k;
+        k = check_mode(*mode, error);
+        if (k < 0)
+                return k;
+        return files_parse_ownership(owner, group, own, error);
+}
+
+static int method_open_write(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        _cleanup_(caller_leavep) FileCaller caller = {};
+        _cleanup_(freep) char *path = NULL;
+        PendingWrite *w;
+        const char *raw;
+        uint32_t mode;
+        Ownership own;
+        int k;
+
+        k = sd_bus_message_read(m, "s", &raw);
+        if (k < 0)
+                return k;
+        k = read_ownership_args(m, &mode, &own, error);
+        if (k < 0)
+                return k;
+        k = files_expand(raw, &path, error);
+        if (k < 0)
+                return k;
+        k = files_caller_enter(userdata, m, &caller, error);
+        if (k < 0)
+                return k;
+        k = write_open(userdata, sd_bus_message_get_sender(m), path, mode, &own, &w, error);
+        if (k < 0)
+                return k;
+        k = sd_bus_reply_method_return(m, "hs", w->fd, w->token);
+        if (k < 0)
+                write_free(w);
+        return k;
+}
+
+static int method_commit_write(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        _cleanup_(caller_leavep) FileCaller caller = {};
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        PendingWrite *w;
+        const char *token;
+        struct stat st;
+        int k;
+
+        k = sd_bus_message_read(m, "s", &token);
+        if (k < 0)
+                return k;
+        w = files_find_write(userdata, token, sd_bus_message_get_sender(m));
+        if (!w)
+                return sd_bus_error_setf(error, EXECD_ERROR_NOT_FOUND, "no uncommitted write with token %s", token);
+        k = files_caller_enter(userdata, m, &caller, error);
+        if (k >= 0)
+                k = write_commit(w, &st, error);
+        if (k >= 0)
+                k = sd_bus_message_new_method_return(m, &reply);
+        if (k >= 0)
+                k = files_append_info(reply, w->path, &st);
+        write_free(w);
+        if (k < 0)
+                return k;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int method_abort_write(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        PendingWrite *w;
+        const char *token;
+        int k;
+
+        k = sd_bus_message_read(m, "s", &token);
+        if (k < 0)
+                return k;
+        w = files_find_write(userdata, token, sd_bus_message_get_sender(m));
+        if (!w)
+                return sd_bus_error_setf(error, EXECD_ERROR_NOT_FOUND, "no uncommitted write with token %s", token);
+        write_free(w);
+        return sd_bus_reply_method_return(m, NULL);
+}
+
+static int method_write_bytes(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        _cleanup_(caller_leavep) FileCaller caller = {};
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(freep) char *path = NULL;
+        PendingWrite *w = NULL;
+        const char *raw;
+        const void *data;
+        size_t size, done = 0;
+        uint32_t mode;
+        Ownership own;
+        struct stat st;
+        int k;
+
+        k = sd_bus_message_read(m, "s", &raw);
+        if (k < 0)
+                return k;
+        k = sd_bus_message_read_array(m, 'y', &data, &size);
+        if (k < 0)
+                return k;
+        if (size > FILES_INLINE_MAX)
+                return sd_bus_error_setf(error, EXECD_ERROR_INVALID_ARGUMENT,
+                                         "data is larger than %d MiB; use OpenWrite", FILES_INLINE_MAX / (1024 * 1024));
+        k = read_ownership_args(m, &mode, &own, error);
+        if (k < 0)
+                return k;
+        k = files_expand(raw, &path, error);
+        if (k < 0)
+                return k;
+        k = files_caller_enter(userdata, m, &caller, error);
+        if (k < 0)
+                return k;
+        k = write_open(userdata, sd_bus_message_get_sender(m), path, mode, &own, &w, error);
+        while (k >= 0 && done < size) {
+                ssize_t n = write(w->fd, (const char *) data + done, size - done);
+                if (n < 0 && errno != EINTR)
+                        k = files_error(error, errno, "write %s", path);
+                else if (n > 0)
+                        done += (size_t) n;
+        }
+        if (k >= 0)
+                k = write_commit(w, &st, error);
+        if (k >= 0)
+                k = sd_bus_message_new_method_return(m, &reply);
+        if (k >= 0)
+                k = files_append_info(reply, w->path, &st);
+        write_free(w);
+        if (k < 0)
+                return k;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+#define INFO "(sstxxssu)"
+
+const sd_bus_vtable files_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_METHOD_WITH_ARGS("Stat", SD_BUS_ARGS("as", paths), SD_BUS_RESULT("a" INFO, infos), method_stat,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("List", SD_BUS_ARGS("s", path, "u", depth), SD_BUS_RESULT("a" INFO, entries),
+                                method_list, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Search", SD_BUS_ARGS("s", path, "s", pattern), SD_BUS_RESULT("a" INFO, matches),
+                                method_search, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("MakeDirectories", SD_BUS_ARGS("a(suss)", directories), SD_BUS_NO_RESULT,
+                                method_make_directories, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Move", SD_BUS_ARGS("a(ss)", moves), SD_BUS_NO_RESULT, method_move,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("RemoveFiles", SD_BUS_ARGS("as", paths), SD_BUS_NO_RESULT, method_remove_files,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("RemoveDirectories", SD_BUS_ARGS("as", paths), SD_BUS_NO_RESULT,
+                                method_remove_directories, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("SetPermissions", SD_BUS_ARGS("a(suss)", entries), SD_BUS_NO_RESULT,
+                                method_set_permissions, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Replace", SD_BUS_ARGS("a(sss)", entries), SD_BUS_RESULT("au", counts),
+                                method_replace, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("OpenRead", SD_BUS_ARGS("s", path), SD_BUS_RESULT("h", fd, INFO, info),
+                                method_open_read, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("OpenWrite", SD_BUS_ARGS("s", path, "u", mode, "s", owner, "s", group),
+                                SD_BUS_RESULT("h", fd, "s", token), method_open_write, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("CommitWrite", SD_BUS_ARGS("s", token), SD_BUS_RESULT(INFO, info),
+                                method_commit_write, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("AbortWrite", SD_BUS_ARGS("s", token), SD_BUS_NO_RESULT, method_abort_write,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ReadBytes", SD_BUS_ARGS("s", path, "t", offset, "t", length),
+                                SD_BUS_RESULT("ay", data), method_read_bytes, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("WriteBytes",
+                                SD_BUS_ARGS("s", path, "ay", data, "u", mode, "s", owner, "s", group),
+                                SD_BUS_RESULT(INFO, info), method_write_bytes, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_VTABLE_END
+};
+
+int files_new(Manager *m, sd_bus *bus, Files **ret) {
+        _cleanup_(freep) Files *f = NULL;
+        int n, k;
+
+        f = calloc(1, sizeof *f);
+        if (!f)
+                return -ENOMEM;
+        f->manager = m;
+        f->euid = geteuid();
+        f->egid = getegid();
+        f->umask = umask(0);
+        umask(f->umask);
+        n = getgroups(0, NULL);
+        if (n > 0) {
+                f->groups = calloc((size_t) n, sizeof *f->groups);
+                if (!f->groups)
+                        return -ENOMEM;
+                f->n_groups = getgroups(n, f->groups);
+                if (f->n_groups < 0)
+                        f->n_groups = 0;
+        }
+        k = sd_bus_add_object_vtable(bus, NULL, EXECD_FILES_PATH, EXECD_FILES_INTERFACE, files_vtable, f);
+        if (k < 0) {
+                free(f->groups);
+                return k;
+        }
+        *ret = TAKE_PTR(f);
+        return 0;
+}
+
+Files *files_free(Files *f) {
+        if (!f)
+                return NULL;
+        while (f->writes)
+                write_free(f->writes);
+        free(f->groups);
+        free(f);
+        return NULL;
+}
