@@ -7,6 +7,9 @@
 static const EbErrorMapping error_table[] = {
         { "org.freedesktop.DBus.Error.InvalidArgs", 400, "INVALID_REQUEST_BODY", "validation_error" },
         { "org.execd.Execd1.Error.InvalidArgument", 400, "INVALID_REQUEST_BODY", "validation_error" },
+        { "org.execd.Execd1.Error.InvalidPath", 400, "INVALID_REQUEST_BODY", "validation_error" },
+        { "org.execd.Execd1.Error.IsDirectory", 400, "INVALID_REQUEST_BODY", "validation_error" },
+        { "org.execd.Execd1.Error.NotDirectory", 400, "INVALID_REQUEST_BODY", "validation_error" },
         { "org.freedesktop.DBus.Error.AccessDenied", 403, "FORBIDDEN", "forbidden" },
         { "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired", 403, "FORBIDDEN", "forbidden" },
         { "org.execd.Execd1.Error.NotOwner", 403, "FORBIDDEN", "forbidden" },

@@ -225,3 +225,34 @@ gboolean eb_json_text_has_nul_escape(const char *data, gsize len) {
         }
         return FALSE;
 }
+
+void eb_json_time_ns(EbJson *j, gint64 ns) {
+        gint64 sec = ns >= 0 ? ns / 1000000000 : -((-ns + 999999999) / 1000000000);
+        gint64 frac = ns - sec * 1000000000;
+        g_autoptr(GDateTime) t = g_date_time_new_from_unix_local(sec);
+        char s[64];
+        gsize n;
+        GTimeSpan offset;
+
+        if (!t) {
+                eb_json_null(j);
+                return;
+        }
+        n = (gsize) g_snprintf(s, sizeof s, "%04d-%02d-%02dT%02d:%02d:%02d", g_date_time_get_year(t),
+                               g_date_time_get_month(t), g_date_time_get_day_of_month(t), g_date_time_get_hour(t),
+                               g_date_time_get_minute(t), g_date_time_get_second(t));
+        if (frac) {
+                n += (gsize) g_snprintf(s + n, sizeof s - n, ".%09" G_GINT64_FORMAT, frac);
+                while (s[n - 1] == '0')
+                        n--;
+        }
+        offset = g_date_time_get_utc_offset(t);
+        if (offset == 0)
+                s[n++] = 'Z';
+        else {
+                gint64 minutes = (offset < 0 ? -offset : offset) / G_TIME_SPAN_MINUTE;
+                n += (gsize) g_snprintf(s + n, sizeof s - n, "%c%02" G_GINT64_FORMAT ":%02" G_GINT64_FORMAT,
+                                        offset < 0 ? '-' : '+', minutes / 60, minutes % 60);
+        }
+        eb_json_string_len(j, s, n);
+}

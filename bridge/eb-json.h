@@ -31,6 +31,9 @@ void eb_json_int(EbJson *j, gint64 v);
 void eb_json_double(EbJson *j, double v);
 void eb_json_bool(EbJson *j, gboolean v);
 void eb_json_null(EbJson *j);
+/* RFC 3339 in local time with nanoseconds, the fraction's trailing zeros trimmed ("Z" for UTC),
+ * as the reference prints times. */
+void eb_json_time_ns(EbJson *j, gint64 ns);
 
 /* Whether raw JSON text holds a NUL, escaped (\u0000) or not, inside any string. */
 gboolean eb_json_text_has_nul_escape(const char *data, gsize len);

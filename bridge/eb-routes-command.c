@@ -478,30 +478,6 @@ static int read_command_props(sd_bus_message *m, CommandProps *p) {
         return k < 0 ? k : 0;
 }
 
-/* RFC 3339 in local time, with the fraction's trailing zeros trimmed, as the reference. */
-static void append_time(EbJson *j, uint64_t usec) {
-        g_autoptr(GDateTime) base = g_date_time_new_from_unix_local((gint64) (usec / G_USEC_PER_SEC));
-        g_autoptr(GString) s = g_string_new(NULL);
-        g_autofree char *date = g_date_time_format(base, "%Y-%m-%dT%H:%M:%S");
-        guint64 frac = usec % G_USEC_PER_SEC;
-        GTimeSpan offset = g_date_time_get_utc_offset(base);
-
-        g_string_append(s, date);
-        if (frac) {
-                g_string_append_printf(s, ".%06" G_GUINT64_FORMAT, frac);
-                while (s->str[s->len - 1] == '0')
-                        g_string_truncate(s, s->len - 1);
-        }
-        if (offset == 0)
-                g_string_append_c(s, 'Z');
-        else {
-                gint64 minutes = (offset < 0 ? -offset : offset) / G_TIME_SPAN_MINUTE;
-                g_string_append_printf(s, "%c%02" G_GINT64_FORMAT ":%02" G_GINT64_FORMAT, offset < 0 ? '-' : '+',
-                                       minutes / 60, minutes % 60);
-        }
-        eb_json_string(j, s->str);
-}
-
 static void reply_command_not_found(SoupServerMessage *msg, const char *id) {
         g_autofree char *text = g_strdup_printf("command not found: %s", id);
         eb_reply_error(msg, EB_API_EXECD, 404, "INVALID_REQUEST_BODY", text);
@@ -543,12 +519,12 @@ static int on_status_reply(sd_bus_message *reply, void *userdata, sd_bus_error *
                 eb_json_string(&j, p.error);
         }
         eb_json_key(&j, "started_at");
-        append_time(&j, p.started_at);
+        eb_json_time_ns(&j, (gint64) p.started_at * 1000);
         eb_json_key(&j, "finished_at");
         if (p.running)
                 eb_json_null(&j);
         else
-                append_time(&j, p.finished_at);
+                eb_json_time_ns(&j, (gint64) p.finished_at * 1000);
         eb_json_end_object(&j);
         eb_reply_json(req->msg, SOUP_STATUS_OK, out);
         eb_request_finish(req);

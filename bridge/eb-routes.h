@@ -22,3 +22,18 @@ void eb_route_command_logs(EbServer *s, SoupServerMessage *msg, const char *para
 /* eb-routes-metrics.c */
 void eb_route_metrics(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query);
 void eb_route_metrics_watch(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query);
+
+/* eb-routes-files.c */
+void eb_route_files_info(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query);
+void eb_route_files_delete(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query);
+void eb_route_files_permissions(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query);
+void eb_route_files_move(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query);
+void eb_route_files_search(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query);
+void eb_route_files_replace(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query);
+void eb_route_directories_list(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query);
+void eb_route_directories_create(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query);
+void eb_route_directories_delete(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query);
+
+/* eb-routes-transfer.c */
+void eb_route_files_upload(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query);
+void eb_route_files_download(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query);

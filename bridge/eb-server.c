@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "eb-bus-source.h"
+#include "eb-files.h"
 #include "eb-routes.h"
 #include "eb-server.h"
 
@@ -15,6 +16,17 @@ static const EbRoute routes[] = {
         { "GET", "/command/*/logs", eb_route_command_logs },
         { "GET", "/metrics", eb_route_metrics },
         { "GET", "/metrics/watch", eb_route_metrics_watch },
+        { "GET", "/files/info", eb_route_files_info },
+        { "DELETE", "/files", eb_route_files_delete },
+        { "POST", "/files/permissions", eb_route_files_permissions },
+        { "POST", "/files/mv", eb_route_files_move },
+        { "GET", "/files/search", eb_route_files_search },
+        { "POST", "/files/replace", eb_route_files_replace },
+        { "POST", "/files/upload", eb_route_files_upload },
+        { "GET", "/files/download", eb_route_files_download },
+        { "GET", "/directories/list", eb_route_directories_list },
+        { "POST", "/directories", eb_route_directories_create },
+        { "DELETE", "/directories", eb_route_directories_delete },
 };
 
 struct EbServer {
@@ -335,7 +347,8 @@ static gboolean check_early(EbServer *s, SoupServerMessage *msg) {
                 eb_reply_json(msg, 401, out);
                 return FALSE;
         }
-        if (soup_message_headers_get_encoding(h) == SOUP_ENCODING_CONTENT_LENGTH &&
+        /* Uploads stream to disk as they arrive; every other body is JSON and read whole. */
+        if (!eb_files_is_upload(msg) && soup_message_headers_get_encoding(h) == SOUP_ENCODING_CONTENT_LENGTH &&
             soup_message_headers_get_content_length(h) > EB_JSON_BODY_MAX) {
                 eb_reply_error(msg, EB_API_EXECD, 413, "REQUEST_TOO_LARGE", "the request body is larger than 1 MiB");
                 return FALSE;
@@ -345,7 +358,8 @@ static gboolean check_early(EbServer *s, SoupServerMessage *msg) {
 
 /* Decided once the headers are in, so a refused request's body is never read. */
 static void on_got_headers(SoupServerMessage *msg, gpointer user_data) {
-        check_early(user_data, msg);
+        if (check_early(user_data, msg) && eb_files_is_upload(msg))
+                eb_files_upload_begin(user_data, msg);
 }
 
 static void on_request_started(SoupServer *server, SoupServerMessage *msg, gpointer user_data) {
