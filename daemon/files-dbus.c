@@ -461,7 +461,15 @@ static int method_read_bytes(sd_bus_message *m, void *userdata, sd_bus_error *er
                         break;
                 have += (size_t) n;
         }
-        return sd_bus_reply_method_return(m, "ay", have, buf);
+        {
+                _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+                k = sd_bus_message_new_method_return(m, &reply);
+                if (k >= 0)
+                        k = sd_bus_message_append_array(reply, 'y', buf, have);
+                if (k < 0)
+                        return k;
+                return sd_bus_send(NULL, reply, NULL);
+        }
 }
 
 static int read_ownership_args(sd_bus_message *m, uint32_t *mode, Ownership *own, sd_bus_error *error) {
