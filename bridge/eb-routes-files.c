@@ -36,6 +36,11 @@ char **eb_query_values(SoupServerMessage *msg, const char *name, gboolean *bad) 
                         return NULL;
                 if (key && strlen(key) == name_len && memcmp(key, name, name_len) == 0) {
                         char *value = eq ? decode_component(eq + 1, (gsize) (end - eq - 1), bad) : g_strdup("");
+                        /* D-Bus carries only UTF-8 strings. */
+                        if (!*bad && !g_utf8_validate(value, -1, NULL)) {
+                                g_free(value);
+                                *bad = TRUE;
+                        }
                         if (*bad)
                                 return NULL;
                         g_ptr_array_add(out, value);
@@ -54,7 +59,7 @@ char *eb_query_value(SoupServerMessage *msg, const char *name, gboolean *bad) {
 
 static void reply_bad_query(SoupServerMessage *msg) {
         eb_reply_error(msg, EB_API_EXECD, 400, "INVALID_REQUEST_BODY",
-                       "invalid query string: a value holds a NUL byte or a broken %-escape");
+                       "invalid query string: a value is not UTF-8, holds a NUL byte or a broken %-escape");
 }
 
 gboolean eb_parse_mode(JsonNode *node, guint32 *ret, char **error) {

@@ -132,7 +132,8 @@ static int on_open_read_reply(sd_bus_message *reply, void *userdata, sd_bus_erro
                 soup_message_headers_replace(out, "Last-Modified", last_modified);
 
         since = soup_message_headers_get_one(in, "If-Modified-Since");
-        if (since && mtime && !soup_message_headers_get_one(in, "Range")) {
+        /* As Go's ServeContent: a satisfied If-Modified-Since wins over Range. */
+        if (since && mtime) {
                 g_autoptr(GDateTime) t = soup_date_time_new_from_http_string(since);
                 if (t && g_date_time_to_unix(mtime) <= g_date_time_to_unix(t)) {
                         soup_server_message_set_status(msg, SOUP_STATUS_NOT_MODIFIED, NULL);
@@ -175,7 +176,7 @@ void eb_route_files_download(EbServer *s, SoupServerMessage *msg, const char *pa
         path = eb_query_value(msg, "path", &bad);
         if (bad) {
                 eb_reply_error(msg, EB_API_EXECD, 400, "INVALID_REQUEST_BODY",
-                               "invalid query string: a value holds a NUL byte or a broken %-escape");
+                               "invalid query string: a value is not UTF-8, holds a NUL byte or a broken %-escape");
                 return;
         }
         if (!path || !*path) {
@@ -391,7 +392,11 @@ static int on_open_write_reply(sd_bus_message *reply, void *userdata, sd_bus_err
         if (e) {
                 const EbErrorMapping *map = eb_error_lookup(e->name);
                 guint status = eb_error_status(map, EB_API_EXECD);
-                upload_fail(u, status, status == 404 ? "FILE_NOT_FOUND" : map->code, e->message ? e->message : e->name);
+                const char *code = status == 404 ? "FILE_NOT_FOUND" : map->code;
+                /* The daemon refused what the metadata asked for (an unknown owner, a bad mode). */
+                if (sd_bus_error_has_name(e, "org.execd.Execd1.Error.InvalidArgument"))
+                        code = "INVALID_FILE_METADATA";
+                upload_fail(u, status, code, e->message ? e->message : e->name);
         } else {
                 k = sd_bus_message_read(reply, "hs", &fd, &token);
                 if (k >= 0)

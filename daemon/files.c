@@ -235,9 +235,70 @@ static int64_t timespec_ns(const struct timespec *ts) {
         return (int64_t) ts->tv_sec * 1000000000 + ts->tv_nsec;
 }
 
+/* Length of the valid UTF-8 sequence at s, or 0. */
+static size_t utf8_sequence(const unsigned char *s) {
+        unsigned char c = s[0];
+        size_t n;
+        uint32_t cp;
+
+        if (c < 0x80)
+                return 1;
+        if (c >= 0xc2 && c <= 0xdf)
+                n = 2, cp = c & 0x1f;
+        else if (c >= 0xe0 && c <= 0xef)
+                n = 3, cp = c & 0x0f;
+        else if (c >= 0xf0 && c <= 0xf4)
+                n = 4, cp = c & 0x07;
+        else
+                return 0;
+        for (size_t i = 1; i < n; i++) {
+                if ((s[i] & 0xc0) != 0x80)
+                        return 0;
+                cp = cp << 6 | (s[i] & 0x3f);
+        }
+        if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+                return 0;
+        return n;
+}
+
+/* D-Bus strings must be UTF-8; a name that is not is shown with U+FFFD for each bad byte, as
+ * the reference's JSON does. Returns NULL when s is valid as it is. */
+static char *utf8_sanitize(const char *s) {
+        const unsigned char *p = (const unsigned char *) s;
+        char *out, *o;
+        bool valid = true;
+
+        for (size_t n; *p; p += n)
+                if (!(n = utf8_sequence(p))) {
+                        valid = false;
+                        break;
+                }
+        if (valid)
+                return NULL;
+        out = o = malloc(strlen(s) * 3 + 1);
+        if (!out)
+                return NULL;
+        for (p = (const unsigned char *) s; *p;) {
+                size_t n = utf8_sequence(p);
+                if (n) {
+                        memcpy(o, p, n);
+                        o += n;
+                        p += n;
+                } else {
+                        memcpy(o, "\xef\xbf\xbd", 3);
+                        o += 3;
+                        p++;
+                }
+        }
+        *o = 0;
+        return out;
+}
+
 int files_append_info(sd_bus_message *reply, const char *path, const struct stat *st) {
+        _cleanup_(freep) char *shown = utf8_sanitize(path);
+
         /* Names may change between calls; the cache lives for one reply at most. */
-        return sd_bus_message_append(reply, "(sstxxssu)", path, file_type(st->st_mode), (uint64_t) st->st_size,
+        return sd_bus_message_append(reply, "(sstxxssu)", shown ? shown : path, file_type(st->st_mode), (uint64_t) st->st_size,
                                      timespec_ns(&st->st_mtim), timespec_ns(&st->st_ctim),
                                      cached_name(&user_names, st->st_uid, false),
                                      cached_name(&group_names, st->st_gid, true), (uint32_t) (st->st_mode & 07777));
