@@ -6,6 +6,7 @@
 #include <locale.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -95,6 +96,18 @@ static gboolean on_quit_signal(gpointer user_data) {
         return G_SOURCE_REMOVE;
 }
 
+/* Every connection, stream and upload holds descriptors; the soft limit (often 1024) would be
+ * hit long before memory is. The bridge runs nothing, so nothing inherits the higher limit. */
+static void raise_fd_limit(void) {
+        struct rlimit r;
+
+        if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+                r.rlim_cur = r.rlim_max;
+                if (setrlimit(RLIMIT_NOFILE, &r) < 0)
+                        g_warning("cannot raise the descriptor limit: %s", g_strerror(errno));
+        }
+}
+
 int main(int argc, char *argv[]) {
         g_autofree char *listen = NULL, *token_file = NULL, *bus_address = NULL, *token = NULL;
         gboolean use_session = FALSE, use_system = FALSE, version = FALSE;
@@ -119,6 +132,7 @@ int main(int argc, char *argv[]) {
         bind_textdomain_codeset(GETTEXT_PACKAGE, "UTF-8");
         textdomain(GETTEXT_PACKAGE);
         signal(SIGPIPE, SIG_IGN);
+        raise_fd_limit();
 
         context = g_option_context_new(NULL);
         g_option_context_set_translation_domain(context, GETTEXT_PACKAGE);

@@ -344,6 +344,9 @@ _Noreturn static void child_exec(const CommandSpec *spec, const char *shell, int
         if (close_range(4, ~0U, 0) < 0)
                 goto fail;
         report_fd = 3;
+        /* The daemon raised its own descriptor limit; commands get the limit it started with. */
+        if (spec->nofile)
+                (void) setrlimit(RLIMIT_NOFILE, spec->nofile);
 
         if (spec->set_user) {
                 if (syscall(SYS_setgroups, (size_t) spec->n_groups, spec->groups) < 0 ||

@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
@@ -84,6 +85,7 @@ struct Manager {
 
         const char *shell;
         uid_t euid;
+        struct rlimit nofile; /* as inherited, before the daemon raised it for itself */
 };
 
 struct Command {
@@ -136,6 +138,7 @@ typedef struct CommandSpec {
         bool background;
         uint64_t timeout_usec;
         uint64_t ack_window;
+        const struct rlimit *nofile; /* the descriptor limit the daemon started with */
 } CommandSpec;
 
 /* command.c */

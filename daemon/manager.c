@@ -377,6 +377,7 @@ static int method_run_command(sd_bus_message *msg, void *userdata, sd_bus_error 
         spec.background = o.background;
         spec.timeout_usec = o.timeout_ms * USEC_PER_MSEC;
         spec.ack_window = o.ack_window;
+        spec.nofile = &m->nofile;
 
         k = command_new(m, sd_bus_message_get_sender(msg), caller, &spec, &c, error);
         if (k < 0)
@@ -640,6 +641,13 @@ int manager_new(sd_event *event, sd_bus *bus, const Config *config, Manager **re
         m->config = *config;
         m->euid = geteuid();
         m->shell = access("/bin/bash", X_OK) == 0 ? "/bin/bash" : "/bin/sh";
+        /* Each uncommitted write holds two descriptors and each command a few: raise the soft
+         * limit to the hard one (commands get the original back). */
+        if (getrlimit(RLIMIT_NOFILE, &m->nofile) == 0 && m->nofile.rlim_cur < m->nofile.rlim_max) {
+                struct rlimit raised = { .rlim_cur = m->nofile.rlim_max, .rlim_max = m->nofile.rlim_max };
+                if (setrlimit(RLIMIT_NOFILE, &raised) < 0)
+                        log_warning_errno(errno, "Failed to raise the descriptor limit: %m");
+        }
 
         k = sd_bus_add_object_vtable(bus, NULL, EXECD_OBJECT_PATH, EXECD_MANAGER_INTERFACE, manager_vtable, m);
         if (k < 0)
