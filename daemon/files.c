@@ -110,7 +110,9 @@ int files_error(sd_bus_error *error, int err, const char *format, ...) {
                 name = EXECD_ERROR_INVALID_PATH;
                 break;
         default:
-                return sd_bus_error_setf(error, SD_BUS_ERROR_FAILED, "%s: %s", text, strerror(err));
+                /* sd-bus names the rest after the errno: System.Error.EXDEV, ….IOError, … */
+                errno = err;
+                return sd_bus_error_set_errnof(error, err, "%s: %m", text);
         }
         return sd_bus_error_setf(error, name, "%s: %s", text, strerror(err));
 }
