@@ -351,6 +351,8 @@ static int method_replace(sd_bus_message *m, void *userdata, sd_bus_error *error
                         return files_error(error, errno, "file not found: %s", items[i]);
                 if (S_ISDIR(st.st_mode))
                         return sd_bus_error_setf(error, EXECD_ERROR_IS_DIRECTORY, "path is a directory: %s", items[i]);
+                if (!S_ISREG(st.st_mode))
+                        return sd_bus_error_setf(error, EXECD_ERROR_INVALID_ARGUMENT, "not a regular file: %s", items[i]);
                 if (st.st_size > FILES_REPLACE_MAX)
                         return sd_bus_error_setf(error, EXECD_ERROR_LIMITS_EXCEEDED, "%s is larger than %d MiB",
                                                  items[i], FILES_REPLACE_MAX / (1024 * 1024));

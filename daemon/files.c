@@ -947,13 +947,16 @@ static int read_whole(const char *path, char **ret, size_t *ret_size, sd_bus_err
         struct stat st;
         size_t have = 0;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        /* O_NONBLOCK: a fifo swapped in after the checks must not hang the daemon. */
+        fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
                 return files_error(error, errno, "open %s", path);
         if (fstat(fd, &st) < 0)
                 return files_error(error, errno, "fstat %s", path);
         if (S_ISDIR(st.st_mode))
                 return sd_bus_error_setf(error, EXECD_ERROR_IS_DIRECTORY, "path is a directory: %s", path);
+        if (!S_ISREG(st.st_mode))
+                return sd_bus_error_setf(error, EXECD_ERROR_INVALID_ARGUMENT, "not a regular file: %s", path);
         if (st.st_size > FILES_REPLACE_MAX)
                 return sd_bus_error_setf(error, EXECD_ERROR_LIMITS_EXCEEDED, "%s is larger than %d MiB", path,
                                          FILES_REPLACE_MAX / (1024 * 1024));
