@@ -36,13 +36,21 @@ static int write_all(int fd, const guint8 *data, gsize size) {
 
 /* ---- GET /files/download ---- */
 
+/* libsoup keeps reading or writing one connection for as long as its socket is ready, so a
+ * fast transfer would starve every other client; after this many bytes a transfer lets the
+ * main loop run once. */
+#define TRANSFER_SLICE (1024 * 1024)
+
 typedef struct {
         SoupServerMessage *msg;
         int fd;
         guint64 offset, remaining;
+        guint64 since_yield;
+        guint resume_id;
 } Download;
 
 static void download_free(Download *d) {
+        g_clear_handle_id(&d->resume_id, g_source_remove);
         if (d->fd >= 0)
                 close(d->fd);
         g_free(d);
@@ -74,8 +82,32 @@ static void download_next(SoupServerMessage *msg, Download *d) {
         soup_message_body_append_take(body, buf, (gsize) n);
 }
 
+static gboolean download_resume(gpointer user_data) {
+        Download *d = user_data;
+
+        d->resume_id = 0;
+        download_next(d->msg, d);
+        soup_server_message_unpause(d->msg);
+        return G_SOURCE_REMOVE;
+}
+
 static void on_download_wrote_chunk(SoupServerMessage *msg, gpointer user_data) {
-        download_next(msg, user_data);
+        Download *d = user_data;
+
+        d->since_yield += TRANSFER_CHUNK;
+        if (d->since_yield < TRANSFER_SLICE || d->remaining == 0) {
+                download_next(msg, d);
+                return;
+        }
+        /* With no data queued libsoup pauses the message itself; the idle refills it. */
+        d->since_yield = 0;
+        d->resume_id = g_idle_add(download_resume, d);
+}
+
+static void on_download_finished(SoupServerMessage *msg, gpointer user_data) {
+        Download *d = user_data;
+
+        g_clear_handle_id(&d->resume_id, g_source_remove);
 }
 
 static void reply_range_error(SoupServerMessage *msg, guint64 size, const char *message) {
@@ -163,6 +195,7 @@ static int on_open_read_reply(sd_bus_message *reply, void *userdata, sd_bus_erro
         soup_message_headers_set_content_length(out, (goffset) d->remaining);
         soup_message_body_set_accumulate(soup_server_message_get_response_body(msg), FALSE);
         g_signal_connect(msg, "wrote-chunk", G_CALLBACK(on_download_wrote_chunk), d);
+        g_signal_connect(msg, "finished", G_CALLBACK(on_download_finished), d);
         download_next(msg, d);
         eb_request_finish(req);
         return 0;
@@ -217,6 +250,8 @@ typedef struct {
         GByteArray *metadata;
         guint opening;      /* OpenWrite calls in flight */
         gboolean paused;    /* the body is paused until those answer */
+        guint64 since_yield;
+        guint resume_id;    /* the body is paused to let other clients run */
         EbRequest *finish;  /* the body is complete: reply once nothing is in flight */
         guint committing;   /* index of the next item to commit */
         /* The first error wins; the rest of the body is then read and dropped. */
@@ -270,6 +305,7 @@ static void abort_from(Upload *u, guint from) {
 }
 
 static void upload_free(Upload *u) {
+        g_clear_handle_id(&u->resume_id, g_source_remove);
         abort_from(u, 0);
         eb_multipart_free(u->mp);
         g_ptr_array_unref(u->items);
@@ -519,12 +555,27 @@ static const EbMultipartCallbacks multipart_callbacks = {
         .part_end = on_part_end,
 };
 
+static gboolean upload_resume(gpointer user_data) {
+        Upload *u = user_data;
+
+        u->resume_id = 0;
+        upload_settle(u);
+        return G_SOURCE_REMOVE;
+}
+
 static void on_upload_got_chunk(SoupServerMessage *msg, GBytes *chunk, gpointer user_data) {
         Upload *u = user_data;
         g_autoptr(GError) error = NULL;
         gsize len;
         const guint8 *data = g_bytes_get_data(chunk, &len);
 
+        u->since_yield += len;
+        if (u->since_yield >= TRANSFER_SLICE && !u->resume_id) {
+                u->since_yield = 0;
+                u->paused = TRUE;
+                soup_server_message_pause(msg);
+                u->resume_id = g_idle_add(upload_resume, u);
+        }
         if (!u->mp || eb_multipart_done(u->mp))
                 return;
         if (!eb_multipart_feed(u->mp, data, len, &error)) {
@@ -612,7 +663,7 @@ static int on_commit_reply(sd_bus_message *reply, void *userdata, sd_bus_error *
 /* Called whenever something completes: resume the body, or, once it is all in and every
  * OpenWrite has answered, validate and commit. */
 static void upload_settle(Upload *u) {
-        if (u->opening > 0)
+        if (u->opening > 0 || u->resume_id)
                 return;
         if (!u->finish) {
                 if (u->paused) {
