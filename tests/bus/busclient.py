@@ -3,10 +3,12 @@
 Self-contained (stdlib + jeepney only): the ownership tests run this file's source in a
 helper process under another uid.
 """
+import socket
 import time
 
 from jeepney import DBusAddress, HeaderFields, MessageType, new_method_call, new_method_return
 from jeepney.bus import get_bus
+from jeepney.fds import FileDescriptor, fds_buf_size
 from jeepney.io.blocking import DBusConnection, prep_socket
 
 BUS_NAME = "org.execd.Execd1"
@@ -16,6 +18,8 @@ COMMAND_IFACE = "org.execd.Execd1.Command"
 PROPS_IFACE = "org.freedesktop.DBus.Properties"
 OM_IFACE = "org.freedesktop.DBus.ObjectManager"
 COMMAND_PREFIX = "/org/execd/Execd1/command/"
+FILES_PATH = "/org/execd/Execd1/files"
+FILES_IFACE = "org.execd.Execd1.Files"
 
 ERR_INVALID_ARGUMENT = "org.execd.Execd1.Error.InvalidArgument"
 ERR_LIMITS = "org.execd.Execd1.Error.LimitsExceeded"
@@ -25,6 +29,11 @@ ERR_ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"
 ERR_UNKNOWN_OBJECT = "org.freedesktop.DBus.Error.UnknownObject"
 ERR_INVALID_ARGS = "org.freedesktop.DBus.Error.InvalidArgs"
 ERR_START_FAILED = "org.execd.Execd1.Error.StartFailed"
+ERR_NOT_FOUND = "org.execd.Execd1.Error.NotFound"
+ERR_ALREADY_EXISTS = "org.execd.Execd1.Error.AlreadyExists"
+ERR_IS_DIRECTORY = "org.execd.Execd1.Error.IsDirectory"
+ERR_NOT_DIRECTORY = "org.execd.Execd1.Error.NotDirectory"
+ERR_INVALID_PATH = "org.execd.Execd1.Error.InvalidPath"
 
 DEFAULT_TIMEOUT = 10.0
 
@@ -42,20 +51,29 @@ class _FastConnection(DBusConnection):
     def _read_some_data(self, timeout=None):
         for key, _ev in self.selector.select(timeout):
             if key == self.select_key:
-                b = self.sock.recv(1 << 20)
+                if self.enable_fds:
+                    b, ancdata, flags, _ = self.sock.recvmsg(1 << 20, fds_buf_size())
+                    if flags & getattr(socket, "MSG_CTRUNC", 0):
+                        raise RuntimeError("unable to receive all file descriptors")
+                    fds = FileDescriptor.from_ancdata(ancdata)
+                else:
+                    b, fds = self.sock.recv(1 << 20), []
                 if not b:
                     raise ConnectionResetError("connection closed")
-                return b, []
+                return b, fds
         raise TimeoutError
 
 
 class Client:
     """One bus connection. Signals received while waiting for replies are kept in
-    self.signals (in arrival order) until a wait_* helper consumes them."""
+    self.signals (in arrival order) until a wait_* helper consumes them.
 
-    def __init__(self, address):
-        sock = prep_socket(get_bus(address), False, timeout=5.0)
-        self.conn = _FastConnection(sock, False)
+    With enable_fds=True the connection negotiates Unix fd passing: 'h' values in replies
+    arrive as jeepney FileDescriptor objects (convert or close them)."""
+
+    def __init__(self, address, enable_fds=False):
+        sock = prep_socket(get_bus(address), enable_fds, timeout=5.0)
+        self.conn = _FastConnection(sock, enable_fds)
         self.unique_name = self.conn.unique_name
         self.signals = []
         self.closed = False
@@ -109,6 +127,10 @@ class Client:
 
     def add_match(self, rule):
         self.bus_call("AddMatch", "s", (rule,))
+
+    def files(self, member, signature=None, body=(), timeout=DEFAULT_TIMEOUT):
+        """Call a method of org.execd.Execd1.Files; return the reply body."""
+        return self.call(FILES_PATH, FILES_IFACE, member, signature, body, timeout=timeout)
 
     # -- execd API --------------------------------------------------------------------
     def run(self, command, timeout=DEFAULT_TIMEOUT, **options):

@@ -15,6 +15,7 @@ sys.path.insert(0, HERE)
 
 import harness  # noqa: E402
 from busclient import Client  # noqa: E402
+from filesutil import fc, files, tdir  # noqa: E402,F401  (fixtures of the Files tests)
 
 
 # --------------------------------------------------------------------------- /proc helpers

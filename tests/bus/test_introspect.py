@@ -78,16 +78,24 @@ def test_metrics_introspection(env):
     compare(describe(read_xml("org.execd.Execd1.Metrics.xml")), live)
 
 
+def test_files_introspection(env):
+    c = env.connect()
+    live = describe(introspect(c, "/org/execd/Execd1/files"))
+    compare(describe(read_xml("org.execd.Execd1.Files.xml")), live)
+    assert "org.execd.Execd1.Manager" not in live
+
+
 def test_every_interface_file_is_checked():
     """A new data/*.xml must get a live comparison above, not drift unchecked."""
     files = sorted(f for f in os.listdir(DATA) if f.startswith("org.execd.Execd1.") and f.endswith(".xml")
                    and f.count(".") == 4)
-    assert files == ["org.execd.Execd1.Command.xml", "org.execd.Execd1.Manager.xml",
-                     "org.execd.Execd1.Metrics.xml"]
+    assert files == ["org.execd.Execd1.Command.xml", "org.execd.Execd1.Files.xml",
+                     "org.execd.Execd1.Manager.xml", "org.execd.Execd1.Metrics.xml"]
 
 
 @pytest.mark.parametrize("xml_name", ["org.execd.Execd1.Manager.xml",
                                       "org.execd.Execd1.Command.xml",
+                                      "org.execd.Execd1.Files.xml",
                                       "org.execd.Execd1.Metrics.xml"])
 def test_xml_files_parse(xml_name):
     d = describe(read_xml(xml_name))

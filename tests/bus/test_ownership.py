@@ -104,9 +104,10 @@ def test_nobody_does_not_see_root_objects(nobody_result):
     assert path not in res["managed"]
     assert res["own_path"] in res["managed"]
     assert res["bg_path"] in res["managed"]
-    # Besides its own commands, nobody sees only the public objects (the manager, metrics).
-    assert all(p in ("/org/execd/Execd1", "/org/execd/Execd1/metrics") or p.startswith(COMMAND_PREFIX)
-               for p in res["managed"])
+    # Besides its own commands, nobody sees only the public objects (the manager, metrics,
+    # files).
+    assert all(p in ("/org/execd/Execd1", "/org/execd/Execd1/metrics", "/org/execd/Execd1/files")
+               or p.startswith(COMMAND_PREFIX) for p in res["managed"])
     root_ids = [p[len(COMMAND_PREFIX):] for p in root.command_paths()
                 if root.get(p, "OwnerUid") == 0]
     assert root_ids
