@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <fcntl.h>
+#include <pthread.h>
+#include <sys/epoll.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -518,31 +520,131 @@ static int method_open_write(sd_bus_message *m, void *userdata, sd_bus_error *er
         return k;
 }
 
-static int method_commit_write(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+/* fsync of a large file takes as long as the disk needs; in the main loop it would stall
+ * every other client. A short-lived thread does it; the rest of the commit comes back here. */
+#define FILES_SYNC_THREADS_MAX 16
+
+typedef struct CommitJob {
+        Files *files;
+        PendingWrite *w;
+        sd_bus_message *m;
+        sd_event_source *source;
+        int fd;        /* the thread's own descriptor of the file */
+        int notify[2]; /* the thread writes fsync's errno (or 0) here */
+} CommitJob;
+
+static void *sync_thread(void *p) {
+        CommitJob *j = p;
+        int fd = j->fd, notify = j->notify[1];
+        int r = fsync(fd) < 0 ? errno : 0;
+
+        close(fd);
+        /* The last touch: after this the main loop owns j again. */
+        (void) !write(notify, &r, sizeof r);
+        return NULL;
+}
+
+static int commit_reply(sd_bus_message *m, Files *f, PendingWrite *w, int sync_errno) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(caller_leavep) FileCaller caller = {};
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        PendingWrite *w;
-        const char *token;
         struct stat st;
         int k;
 
-        k = sd_bus_message_read(m, "s", &token);
-        if (k < 0)
-                return k;
-        w = files_find_write(userdata, token, sd_bus_message_get_sender(m));
-        if (!w)
-                return sd_bus_error_setf(error, EXECD_ERROR_NOT_FOUND, "no uncommitted write with token %s", token);
-        k = files_caller_enter(userdata, m, &caller, error);
+        if (sync_errno)
+                k = files_error(&error, sync_errno, "fsync %s", w->path);
+        else
+                k = files_caller_enter(f, m, &caller, &error);
         if (k >= 0)
-                k = write_commit(w, &st, error);
+                k = write_commit_synced(w, &st, &error);
         if (k >= 0)
                 k = sd_bus_message_new_method_return(m, &reply);
         if (k >= 0)
                 k = files_append_info(reply, w->path, &st);
         write_free(w);
+        if (k < 0) {
+                if (!sd_bus_error_is_set(&error))
+                        sd_bus_error_set_errno(&error, k);
+                return sd_bus_reply_method_error(m, &error);
+        }
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int on_sync_done(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        CommitJob *j = userdata;
+        int r = EIO;
+
+        if (read(fd, &r, sizeof r) != sizeof r)
+                r = EIO;
+        j->files->n_syncing--;
+        (void) commit_reply(j->m, j->files, j->w, r);
+        sd_event_source_disable_unref(j->source);
+        safe_close(j->notify[0]);
+        safe_close(j->notify[1]);
+        sd_bus_message_unref(j->m);
+        free(j);
+        return 0;
+}
+
+static int start_sync(Files *f, sd_bus_message *m, PendingWrite *w) {
+        CommitJob *j;
+        pthread_attr_t attr;
+        pthread_t thread;
+        int k;
+
+        j = calloc(1, sizeof *j);
+        if (!j)
+                return -ENOMEM;
+        j->notify[0] = j->notify[1] = -1;
+        j->fd = fcntl(w->fd, F_DUPFD_CLOEXEC, 3);
+        if (j->fd < 0 || pipe2(j->notify, O_CLOEXEC) < 0) {
+                k = -errno;
+                goto fail;
+        }
+        k = sd_event_add_io(sd_bus_get_event(sd_bus_message_get_bus(m)), &j->source, j->notify[0], EPOLLIN,
+                            on_sync_done, j);
+        if (k < 0)
+                goto fail;
+        j->files = f;
+        j->w = w;
+        j->m = sd_bus_message_ref(m);
+        (void) pthread_attr_init(&attr);
+        (void) pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        (void) pthread_attr_setstacksize(&attr, 64 * 1024);
+        k = -pthread_create(&thread, &attr, sync_thread, j);
+        (void) pthread_attr_destroy(&attr);
+        if (k < 0) {
+                sd_bus_message_unref(j->m);
+                goto fail;
+        }
+        w->committing = true;
+        f->n_syncing++;
+        return 0;
+fail:
+        sd_event_source_disable_unref(j->source);
+        safe_close(j->fd);
+        safe_close(j->notify[0]);
+        safe_close(j->notify[1]);
+        free(j);
+        return k;
+}
+
+static int method_commit_write(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Files *f = userdata;
+        PendingWrite *w;
+        const char *token;
+        int k;
+
+        k = sd_bus_message_read(m, "s", &token);
         if (k < 0)
                 return k;
-        return sd_bus_send(NULL, reply, NULL);
+        w = files_find_write(f, token, sd_bus_message_get_sender(m));
+        if (!w)
+                return sd_bus_error_setf(error, EXECD_ERROR_NOT_FOUND, "no uncommitted write with token %s", token);
+        if (f->n_syncing < FILES_SYNC_THREADS_MAX && start_sync(f, m, w) >= 0)
+                return 1; /* answered from on_sync_done */
+        /* No thread to spare: flush here. */
+        return commit_reply(m, f, w, fsync(w->fd) < 0 ? errno : 0);
 }
 
 static int method_abort_write(sd_bus_message *m, void *userdata, sd_bus_error *error) {

@@ -856,6 +856,12 @@ static int link_tmpfile(PendingWrite *w, const char *name) {
 }
 
 int write_commit(PendingWrite *w, struct stat *ret_st, sd_bus_error *error) {
+        if (fsync(w->fd) < 0)
+                return files_error(error, errno, "fsync %s", w->path);
+        return write_commit_synced(w, ret_st, error);
+}
+
+int write_commit_synced(PendingWrite *w, struct stat *ret_st, sd_bus_error *error) {
         Files *f = w->files;
         struct stat old, st;
         bool replacing;
@@ -863,9 +869,6 @@ int write_commit(PendingWrite *w, struct stat *ret_st, sd_bus_error *error) {
         uid_t uid = (uid_t) -1;
         gid_t gid = (gid_t) -1;
         int k;
-
-        if (fsync(w->fd) < 0)
-                return files_error(error, errno, "fsync %s", w->path);
 
         replacing = fstatat(w->dir_fd, w->name, &old, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(old.st_mode);
         mode = w->mode ? w->mode : replacing ? old.st_mode & 07777 : 0777 & ~f->umask;
@@ -924,7 +927,7 @@ int write_commit(PendingWrite *w, struct stat *ret_st, sd_bus_error *error) {
 
 PendingWrite *files_find_write(Files *f, const char *token, const char *owner_name) {
         for (PendingWrite *w = f->writes; w; w = w->next)
-                if (strcmp(w->token, token) == 0 && strcmp(w->owner_name, owner_name) == 0)
+                if (!w->committing && strcmp(w->token, token) == 0 && strcmp(w->owner_name, owner_name) == 0)
                         return w;
         return NULL;
 }
@@ -934,7 +937,8 @@ void files_name_gone(Files *f, const char *name) {
 
         for (; w; w = next) {
                 next = w->next;
-                if (strcmp(w->owner_name, name) == 0)
+                /* A write being committed was asked for: it completes without its caller. */
+                if (!w->committing && strcmp(w->owner_name, name) == 0)
                         write_free(w);
         }
 }

@@ -50,6 +50,7 @@ struct PendingWrite {
         int fd;
         mode_t mode; /* 0: keep the replaced file's, or the default */
         Ownership own;
+        bool committing; /* its fsync runs in a thread; nobody else may touch it */
 };
 
 struct Files {
@@ -61,6 +62,7 @@ struct Files {
         gid_t egid;
         gid_t *groups; /* the daemon's own supplementary groups, restored after each call */
         int n_groups;
+        unsigned n_syncing; /* fsync threads running */
 };
 
 int files_new(Manager *m, sd_bus *bus, Files **ret);
@@ -92,7 +94,10 @@ int files_replace(Files *f, const char *owner_name, const char *path, const char
 
 int write_open(Files *f, const char *owner_name, const char *path, mode_t mode, const Ownership *own,
                PendingWrite **ret, sd_bus_error *error);
+/* Flush the file to disk, then write_commit_synced(). */
 int write_commit(PendingWrite *w, struct stat *ret_st, sd_bus_error *error);
+/* Set mode and owner and give the flushed file its name. */
+int write_commit_synced(PendingWrite *w, struct stat *ret_st, sd_bus_error *error);
 PendingWrite *write_free(PendingWrite *w);
 PendingWrite *files_find_write(Files *f, const char *token, const char *owner_name);
 
