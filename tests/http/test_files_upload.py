@@ -609,3 +609,32 @@ def test_upload_metadata_unknown_fields_ignored(fs, d):
     r = upload(fs, pairs(({"path": p, "size": 3, "extra": {"a": [1]}, "mode": 640}, b"abc")))
     assert_empty_ok(r)
     assert read(p) == b"abc" and os.stat(p).st_mode & 0o777 == 0o640
+
+
+def test_upload_metadata_over_64_kib_is_refused(fs, d):
+    """A metadata part is read whole, so it is capped: 64 KiB of JSON, then 400."""
+    p = f"{d}/big-meta.txt"
+    meta = json.dumps({"path": p, "padding": "x" * (64 * 1024)})
+    r = upload(fs, [("metadata", meta), ("file", b"data", p)])
+    assert_error(r, 400, "INVALID_FILE_METADATA")
+    assert "64 KiB" in r.json()["message"]
+    assert os.listdir(d) == []
+    # just under the cap is fine
+    meta = json.dumps({"path": p, "padding": "x" * (60 * 1024)})
+    assert_empty_ok(upload(fs, [("metadata", meta), ("file", b"data", p)]))
+    assert read(p) == b"data"
+
+
+def test_upload_more_than_1000_files_is_refused(fs, d):
+    """At most 1000 pairs in one request (each holds two descriptors until the commit);
+    beyond that nothing at all is written."""
+    parts = []
+    for i in range(1001):
+        parts += [("metadata", {"path": f"{d}/f{i}"}), ("file", b"x")]
+    r = upload(fs, parts)
+    assert_error(r, 400, "INVALID_FILE")
+    assert "too many files" in r.json()["message"]
+    assert os.listdir(d) == []
+    parts = parts[:2000]
+    assert_empty_ok(upload(fs, parts))
+    assert len(os.listdir(d)) == 1000
