@@ -147,9 +147,16 @@ static int on_empty_reply(sd_bus_message *reply, void *userdata, sd_bus_error *r
         return 0;
 }
 
-static void reply_internal(SoupServerMessage *msg, int k) {
-        g_autofree char *text = g_strdup_printf("cannot read the daemon's reply: %s", g_strerror(-k));
-        eb_reply_error(msg, EB_API_EXECD, 500, "RUNTIME_ERROR", text);
+/* The end of every JSON reply callback: the body built from the daemon's answer, or 500 when
+ * that answer could not be read (k < 0). */
+static void finish_json(EbRequest *req, int k, GString *out) {
+        if (k < 0) {
+                g_autofree char *text = g_strdup_printf("cannot read the daemon's reply: %s", g_strerror(-k));
+                g_string_free(out, TRUE);
+                eb_reply_error(req->msg, EB_API_EXECD, 500, "RUNTIME_ERROR", text);
+        } else
+                eb_reply_json(req->msg, SOUP_STATUS_OK, out);
+        eb_request_finish(req);
 }
 
 /* A call whose only argument is the request's repeated `path` parameters. */
@@ -194,11 +201,7 @@ static int on_stat_reply(sd_bus_message *reply, void *userdata, sd_bus_error *re
                         k = -EBADMSG;
         }
         eb_json_end_object(&j);
-        if (k < 0)
-                reply_internal(req->msg, k);
-        else
-                eb_reply_json(req->msg, SOUP_STATUS_OK, g_steal_pointer(&out));
-        eb_request_finish(req);
+        finish_json(req, k, g_steal_pointer(&out));
         return 0;
 }
 
@@ -386,11 +389,7 @@ static int on_entries_reply(sd_bus_message *reply, void *userdata, sd_bus_error 
         while (k >= 0 && (k = eb_write_file_info(reply, &j)) > 0)
                 ;
         eb_json_end_array(&j);
-        if (k < 0)
-                reply_internal(req->msg, k);
-        else
-                eb_reply_json(req->msg, SOUP_STATUS_OK, g_steal_pointer(&out));
-        eb_request_finish(req);
+        finish_json(req, k, g_steal_pointer(&out));
         return 0;
 }
 
@@ -473,31 +472,29 @@ static int on_replace_reply(sd_bus_message *reply, void *userdata, sd_bus_error 
         EbJson j;
         int k;
 
-        if (e)
-                eb_reply_files_error(req->msg, e);
-        else if (!r->verbose)
-                eb_reply_empty(req->msg, SOUP_STATUS_OK);
-        else {
-                out = g_string_sized_new(256);
-                eb_json_init(&j, out);
-                eb_json_begin_object(&j);
-                k = sd_bus_message_enter_container(reply, 'a', "u");
-                for (gsize i = 0; k >= 0 && r->paths[i]; i++) {
-                        uint32_t count = 0;
-                        k = sd_bus_message_read(reply, "u", &count);
-                        eb_json_key(&j, r->paths[i]);
-                        eb_json_begin_object(&j);
-                        eb_json_key(&j, "replacedCount");
-                        eb_json_int(&j, count);
-                        eb_json_end_object(&j);
-                }
-                eb_json_end_object(&j);
-                if (k < 0)
-                        reply_internal(req->msg, k);
+        if (e || !r->verbose) {
+                if (e)
+                        eb_reply_files_error(req->msg, e);
                 else
-                        eb_reply_json(req->msg, SOUP_STATUS_OK, g_steal_pointer(&out));
+                        eb_reply_empty(req->msg, SOUP_STATUS_OK);
+                eb_request_finish(req);
+                return 0;
         }
-        eb_request_finish(req);
+        out = g_string_sized_new(256);
+        eb_json_init(&j, out);
+        eb_json_begin_object(&j);
+        k = sd_bus_message_enter_container(reply, 'a', "u");
+        for (gsize i = 0; k >= 0 && r->paths[i]; i++) {
+                uint32_t count = 0;
+                k = sd_bus_message_read(reply, "u", &count);
+                eb_json_key(&j, r->paths[i]);
+                eb_json_begin_object(&j);
+                eb_json_key(&j, "replacedCount");
+                eb_json_int(&j, count);
+                eb_json_end_object(&j);
+        }
+        eb_json_end_object(&j);
+        finish_json(req, k, g_steal_pointer(&out));
         return 0;
 }
 

@@ -17,7 +17,19 @@ static void caller_leavep(FileCaller *c) {
         files_caller_leave(c);
 }
 
-static int read_paths(sd_bus_message *m, char ***ret, sd_bus_error *error) {
+static bool ends_with_dot(const char *s) {
+        size_t n = strlen(s);
+
+        while (n > 1 && s[n - 1] == '/')
+                n--;
+        return (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.') ||
+               (n >= 2 && s[n - 1] == '.' && s[n - 2] == '/') ||
+               (n >= 3 && s[n - 1] == '.' && s[n - 2] == '.' && s[n - 3] == '/');
+}
+
+/* Read and expand an "as" of paths; for_removal also refuses "/" and paths ending in "." or
+ * "..", as rm -rf does: "x/." would empty x through a name that looks harmless. */
+static int read_paths(sd_bus_message *m, bool for_removal, char ***ret, sd_bus_error *error) {
         _cleanup_(strv_freep) char **raw = NULL, **out = NULL;
         size_t n = 0;
         int k;
@@ -31,9 +43,14 @@ static int read_paths(sd_bus_message *m, char ***ret, sd_bus_error *error) {
         if (!out)
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
+                if (for_removal && ends_with_dot(raw[i]))
+                        return sd_bus_error_setf(error, EXECD_ERROR_INVALID_PATH,
+                                                 "refusing to remove '.' or '..' directory: %s", raw[i]);
                 k = files_expand(raw[i], &out[i], error);
                 if (k < 0)
                         return k;
+                if (for_removal && strcmp(out[i], "/") == 0)
+                        return sd_bus_error_setf(error, EXECD_ERROR_INVALID_PATH, "refusing to remove /");
         }
         *ret = TAKE_PTR(out);
         return 0;
@@ -51,7 +68,7 @@ static int method_stat(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         _cleanup_(strv_freep) char **paths = NULL;
         int k;
 
-        k = read_paths(m, &paths, error);
+        k = read_paths(m, false, &paths, error);
         if (k < 0)
                 return k;
         k = files_caller_enter(userdata, m, &caller, error);
@@ -66,15 +83,17 @@ static int method_stat(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         return sd_bus_send(NULL, reply, NULL);
 }
 
-static int method_list(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+/* List(su) and Search(ss): a root path and one more argument, answered with FileInfos. */
+static int method_walk(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         _cleanup_(caller_leavep) FileCaller caller = {};
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_(freep) char *path = NULL;
-        const char *raw;
-        uint32_t depth;
+        bool search = strcmp(sd_bus_message_get_member(m), "Search") == 0;
+        const char *raw, *pattern = NULL;
+        uint32_t depth = 0;
         int k;
 
-        k = sd_bus_message_read(m, "su", &raw, &depth);
+        k = search ? sd_bus_message_read(m, "ss", &raw, &pattern) : sd_bus_message_read(m, "su", &raw, &depth);
         if (k < 0)
                 return k;
         k = files_expand(raw, &path, error);
@@ -86,32 +105,7 @@ static int method_list(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         k = sd_bus_message_new_method_return(m, &reply);
         if (k < 0)
                 return k;
-        k = files_list(reply, path, depth, error);
-        if (k < 0)
-                return k;
-        return sd_bus_send(NULL, reply, NULL);
-}
-
-static int method_search(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        _cleanup_(caller_leavep) FileCaller caller = {};
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        _cleanup_(freep) char *path = NULL;
-        const char *raw, *pattern;
-        int k;
-
-        k = sd_bus_message_read(m, "ss", &raw, &pattern);
-        if (k < 0)
-                return k;
-        k = files_expand(raw, &path, error);
-        if (k < 0)
-                return k;
-        k = files_caller_enter(userdata, m, &caller, error);
-        if (k < 0)
-                return k;
-        k = sd_bus_message_new_method_return(m, &reply);
-        if (k < 0)
-                return k;
-        k = files_search(reply, path, pattern, error);
+        k = search ? files_search(reply, path, pattern, error) : files_list(reply, path, depth, error);
         if (k < 0)
                 return k;
         return sd_bus_send(NULL, reply, NULL);
@@ -254,7 +248,7 @@ static int method_remove_files(sd_bus_message *m, void *userdata, sd_bus_error *
         _cleanup_(strv_freep) char **paths = NULL;
         int k;
 
-        k = read_paths(m, &paths, error);
+        k = read_paths(m, false, &paths, error);
         if (k < 0)
                 return k;
         k = files_caller_enter(userdata, m, &caller, error);
@@ -265,43 +259,16 @@ static int method_remove_files(sd_bus_message *m, void *userdata, sd_bus_error *
         return sd_bus_reply_method_return(m, NULL);
 }
 
-static bool ends_with_dot(const char *s) {
-        size_t n = strlen(s);
-
-        while (n > 1 && s[n - 1] == '/')
-                n--;
-        return (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.') ||
-               (n >= 2 && s[n - 1] == '.' && s[n - 2] == '/') ||
-               (n >= 3 && s[n - 1] == '.' && s[n - 2] == '.' && s[n - 3] == '/');
-}
-
 static int method_remove_directories(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         _cleanup_(caller_leavep) FileCaller caller = {};
-        _cleanup_(strv_freep) char **raw = NULL, **paths = NULL;
-        size_t n = 0;
+        _cleanup_(strv_freep) char **paths = NULL;
         int k;
 
-        k = sd_bus_message_read_strv(m, &raw);
+        k = read_paths(m, true, &paths, error);
         if (k < 0)
                 return k;
-        while (raw && raw[n])
-                n++;
-        paths = calloc(n + 1, sizeof *paths);
-        if (!paths)
-                return -ENOMEM;
-        for (size_t i = 0; i < n; i++) {
-                /* rm -rf refuses these too: "x/." would empty x through a name that looks harmless. */
-                if (ends_with_dot(raw[i]))
-                        return sd_bus_error_setf(error, EXECD_ERROR_INVALID_PATH,
-                                                 "refusing to remove '.' or '..' directory: %s", raw[i]);
-                k = files_expand(raw[i], &paths[i], error);
-                if (k < 0)
-                        return k;
-                if (strcmp(paths[i], "/") == 0)
-                        return sd_bus_error_setf(error, EXECD_ERROR_INVALID_PATH, "refusing to remove /");
-        }
         k = files_caller_enter(userdata, m, &caller, error);
-        for (size_t i = 0; k >= 0 && i < n; i++)
+        for (size_t i = 0; k >= 0 && paths[i]; i++)
                 k = files_remove_tree(paths[i], error);
         if (k < 0)
                 return k;
@@ -669,7 +636,7 @@ static int method_write_bytes(sd_bus_message *m, void *userdata, sd_bus_error *e
         PendingWrite *w = NULL;
         const char *raw;
         const void *data;
-        size_t size, done = 0;
+        size_t size;
         uint32_t mode;
         Ownership own;
         struct stat st;
@@ -694,13 +661,8 @@ static int method_write_bytes(sd_bus_message *m, void *userdata, sd_bus_error *e
         if (k < 0)
                 return k;
         k = write_open(userdata, sd_bus_message_get_sender(m), path, mode, &own, &w, error);
-        while (k >= 0 && done < size) {
-                ssize_t n = write(w->fd, (const char *) data + done, size - done);
-                if (n < 0 && errno != EINTR)
-                        k = files_error(error, errno, "write %s", path);
-                else if (n > 0)
-                        done += (size_t) n;
-        }
+        if (k >= 0 && (k = write_all(w->fd, data, size)) < 0)
+                k = files_error(error, -k, "write %s", path);
         if (k >= 0)
                 k = write_commit(w, &st, error);
         if (k >= 0)
@@ -720,9 +682,9 @@ const sd_bus_vtable files_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("Stat", SD_BUS_ARGS("as", paths), SD_BUS_RESULT("a" INFO, infos), method_stat,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("List", SD_BUS_ARGS("s", path, "u", depth), SD_BUS_RESULT("a" INFO, entries),
-                                method_list, SD_BUS_VTABLE_UNPRIVILEGED),
+                                method_walk, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Search", SD_BUS_ARGS("s", path, "s", pattern), SD_BUS_RESULT("a" INFO, matches),
-                                method_search, SD_BUS_VTABLE_UNPRIVILEGED),
+                                method_walk, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("MakeDirectories", SD_BUS_ARGS("a(suss)", directories), SD_BUS_NO_RESULT,
                                 method_make_directories, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Move", SD_BUS_ARGS("a(ss)", moves), SD_BUS_NO_RESULT, method_move,

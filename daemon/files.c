@@ -981,7 +981,9 @@ static int read_whole(const char *path, char **ret, size_t *ret_size, sd_bus_err
         return 0;
 }
 
-static int write_all(int fd, const char *data, size_t size) {
+int write_all(int fd, const void *buf, size_t size) {
+        const char *data = buf;
+
         while (size > 0) {
                 ssize_t n = write(fd, data, size);
                 if (n < 0) {

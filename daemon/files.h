@@ -101,5 +101,7 @@ int write_commit_synced(PendingWrite *w, struct stat *ret_st, sd_bus_error *erro
 PendingWrite *write_free(PendingWrite *w);
 PendingWrite *files_find_write(Files *f, const char *token, const char *owner_name);
 
+int write_all(int fd, const void *buf, size_t size);
+
 /* files-dbus.c */
 extern const sd_bus_vtable files_vtable[];
