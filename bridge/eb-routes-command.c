@@ -33,6 +33,8 @@ typedef struct {
         guint64 timeout_ms;
         gint64 started_us;
         EbLineSplitter lines[2];
+        char *init_text;     /* session runs: the session id, not the command's */
+        gboolean drop_empty; /* session runs report non-empty lines only, as the reference */
         guint64 next_seq;
         GQueue marks; /* AckMark*, in write order */
         guint64 unacked_raw;
@@ -48,6 +50,7 @@ static void command_stream_free(CommandStream *cs) {
         for (int i = 0; i < 2; i++)
                 eb_lines_clear(&cs->lines[i]);
         g_queue_clear_full(&cs->marks, g_free);
+        g_free(cs->init_text);
         g_free(cs->path);
         g_free(cs);
 }
@@ -59,6 +62,10 @@ typedef struct {
 
 static void emit_line(const char *line, gsize len, gpointer user_data) {
         LineSink *sink = user_data;
+
+        /* The splitter reports an empty line as "\n" (a real line never holds its terminator). */
+        if (sink->cs->drop_empty && (len == 0 || (len == 1 && line[0] == '\n')))
+                return;
         eb_sse_text_event(sink->cs->sse, stream_types[sink->stream], line, len);
 }
 
@@ -192,6 +199,11 @@ static void command_stream_on_client_gone(gpointer data) {
         command_stream_free(cs);
 }
 
+static void reply_session_not_found(SoupServerMessage *msg, const char *id) {
+        g_autofree char *text = g_strdup_printf("session %s not found", id);
+        eb_reply_error(msg, EB_API_EXECD, 404, "CONTEXT_NOT_FOUND", text);
+}
+
 static int on_run_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         g_autoptr(EbRequest) req = eb_request_take_reply(userdata);
         CommandStream *cs = g_steal_pointer(&req->data);
@@ -199,7 +211,11 @@ static int on_run_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret
         const char *path;
 
         if (e || sd_bus_message_read(reply, "o", &path) < 0) {
-                eb_reply_bus_error(req->msg, EB_API_EXECD, e, "NOT_FOUND");
+                if (cs->init_text && e && (sd_bus_error_has_name(e, SD_BUS_ERROR_UNKNOWN_OBJECT) ||
+                                           sd_bus_error_has_name(e, SD_BUS_ERROR_UNKNOWN_METHOD)))
+                        reply_session_not_found(req->msg, cs->init_text);
+                else
+                        eb_reply_bus_error(req->msg, EB_API_EXECD, e, "NOT_FOUND");
                 eb_request_finish(req);
                 command_stream_free(cs);
                 return 0;
@@ -214,7 +230,10 @@ static int on_run_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret
         cs->path = g_strdup(path);
         g_strlcpy(cs->id, strrchr(path, '/') + 1, sizeof cs->id);
         cs->sse = eb_sse_start(req->msg, command_stream_on_client_gone, cs);
-        eb_sse_text_event(cs->sse, "init", cs->id, strlen(cs->id));
+        {
+                const char *init = cs->init_text ? cs->init_text : cs->id;
+                eb_sse_text_event(cs->sse, "init", init, strlen(init));
+        }
         if (cs->background) {
                 /* The command lives on; status and logs tell the rest. */
                 eb_sse_begin_event(cs->sse, "execution_complete");
@@ -351,9 +370,11 @@ static int append_options(sd_bus_message *m, JsonObject *o, SoupServerMessage *m
         return k;
 }
 
-void eb_route_command_run(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query) {
+/* POST /command, and POST /session/{id}/run (session set): the same stream. */
+static void start_run(EbServer *s, SoupServerMessage *msg, const char *session) {
         g_autoptr(JsonParser) parser = NULL;
         g_autoptr(EbRequest) req = NULL;
+        g_autofree char *session_path = NULL;
         sd_bus_message *m = NULL;
         CommandStream *cs;
         JsonObject *o;
@@ -365,7 +386,11 @@ void eb_route_command_run(EbServer *s, SoupServerMessage *msg, const char *param
         if (!o)
                 return;
 
-        k = eb_server_new_call(s, &m, EB_MANAGER_PATH, EB_MANAGER_INTERFACE, "RunCommand");
+        if (session) {
+                session_path = g_strconcat(EB_SESSION_PREFIX, session, NULL);
+                k = eb_server_new_call(s, &m, session_path, EB_SESSION_INTERFACE, "Run");
+        } else
+                k = eb_server_new_call(s, &m, EB_MANAGER_PATH, EB_MANAGER_INTERFACE, "RunCommand");
         if (k >= 0) {
                 k = append_options(m, o, msg, &background, &timeout_ms);
                 if (k == -EINVAL) {
@@ -380,6 +405,8 @@ void eb_route_command_run(EbServer *s, SoupServerMessage *msg, const char *param
         cs->background = background;
         cs->timeout_ms = timeout_ms;
         cs->started_us = g_get_monotonic_time();
+        cs->init_text = g_strdup(session);
+        cs->drop_empty = session != NULL;
         g_queue_init(&cs->marks);
         for (int i = 0; i < 2; i++)
                 eb_lines_init(&cs->lines[i]);
@@ -389,20 +416,136 @@ void eb_route_command_run(EbServer *s, SoupServerMessage *msg, const char *param
         eb_request_send(req, m, k, on_run_reply);
 }
 
-/* ---- DELETE /command?id= ----------------------------------------------------------------- */
+void eb_route_command_run(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query) {
+        start_run(s, msg, NULL);
+}
 
-static int on_interrupt_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+void eb_route_session_run(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query) {
+        if (!eb_is_object_id(param)) {
+                reply_session_not_found(msg, param);
+                return;
+        }
+        start_run(s, msg, param);
+}
+
+/* ---- POST /session and DELETE /session/{id} ------------------------------------------------ */
+
+static int on_create_session_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        g_autoptr(EbRequest) req = eb_request_take_reply(userdata);
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+        const char *path;
+        GString *out;
+        EbJson j;
+
+        if (e || sd_bus_message_read(reply, "o", &path) < 0)
+                eb_reply_bus_error(req->msg, EB_API_EXECD, e, "NOT_FOUND");
+        else {
+                out = g_string_sized_new(64);
+                eb_json_init(&j, out);
+                eb_json_begin_object(&j);
+                eb_json_key(&j, "session_id");
+                eb_json_string(&j, strrchr(path, '/') + 1);
+                eb_json_end_object(&j);
+                eb_reply_json(req->msg, SOUP_STATUS_OK, out);
+        }
+        eb_request_finish(req);
+        return 0;
+}
+
+void eb_route_session_create(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query) {
+        g_autoptr(JsonParser) parser = NULL;
+        g_autoptr(EbRequest) req = NULL;
+        SoupMessageBody *body = soup_server_message_get_request_body(msg);
+        sd_bus_message *m = NULL;
+        const char *cwd = "";
+        JsonNode *n;
+        int k;
+
+        /* An empty body is {} here: the Python SDK sends exactly that. */
+        if (body->length > 0) {
+                JsonObject *o = eb_parse_object_body(msg, &parser);
+                if (!o)
+                        return;
+                n = member(o, "cwd");
+                if (n && !(JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_STRING)) {
+                        bad_request(msg, "'cwd' must be a string");
+                        return;
+                }
+                if (n)
+                        cwd = json_node_get_string(n);
+        }
+        req = eb_request_new(s, msg);
+        k = eb_server_new_call(s, &m, EB_MANAGER_PATH, EB_MANAGER_INTERFACE, "CreateSession");
+        if (k >= 0)
+                k = *cwd ? sd_bus_message_append(m, "a{sv}", 1, "cwd", "s", cwd) : sd_bus_message_append(m, "a{sv}", 0);
+        eb_request_send(req, m, k, on_create_session_reply);
+}
+
+static int on_delete_session_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         g_autoptr(EbRequest) req = eb_request_take_reply(userdata);
         const sd_bus_error *e = sd_bus_message_get_error(reply);
 
         if (!e)
                 eb_reply_empty(req->msg, SOUP_STATUS_OK);
-        else if (sd_bus_error_has_name(e, SD_BUS_ERROR_UNKNOWN_OBJECT)) {
+        else if (sd_bus_error_has_name(e, SD_BUS_ERROR_UNKNOWN_OBJECT) ||
+                 sd_bus_error_has_name(e, SD_BUS_ERROR_UNKNOWN_METHOD))
+                reply_session_not_found(req->msg, req->id);
+        else
+                eb_reply_bus_error(req->msg, EB_API_EXECD, e, "CONTEXT_NOT_FOUND");
+        eb_request_finish(req);
+        return 0;
+}
+
+void eb_route_session_delete(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query) {
+        g_autoptr(EbRequest) req = NULL;
+        g_autofree char *path = NULL;
+
+        if (!eb_is_object_id(param)) {
+                reply_session_not_found(msg, param);
+                return;
+        }
+        path = g_strconcat(EB_SESSION_PREFIX, param, NULL);
+        req = eb_request_new(s, msg);
+        req->id = g_strdup(param);
+        eb_request_call(req, path, EB_SESSION_INTERFACE, "Delete", on_delete_session_reply, NULL);
+}
+
+/* ---- DELETE /command?id= ----------------------------------------------------------------- */
+
+static gboolean is_unknown(const sd_bus_error *e) {
+        return sd_bus_error_has_name(e, SD_BUS_ERROR_UNKNOWN_OBJECT) || sd_bus_error_has_name(e, SD_BUS_ERROR_UNKNOWN_METHOD);
+}
+
+static void reply_interrupt(EbRequest *req, const sd_bus_error *e) {
+        if (!e)
+                eb_reply_empty(req->msg, SOUP_STATUS_OK);
+        else if (is_unknown(e)) {
                 g_autofree char *text = g_strdup_printf("no such command, context or session: %s", req->id);
                 eb_reply_error(req->msg, EB_API_EXECD, 404, "CONTEXT_NOT_FOUND", text);
         } else
                 eb_reply_bus_error(req->msg, EB_API_EXECD, e, "CONTEXT_NOT_FOUND");
         eb_request_finish(req);
+}
+
+static int on_session_interrupt_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        g_autoptr(EbRequest) req = eb_request_take_reply(userdata);
+
+        reply_interrupt(req, sd_bus_message_get_error(reply));
+        return 0;
+}
+
+/* The id names a command, or else a session (whose running command is interrupted; the
+ * session stays). */
+static int on_interrupt_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        g_autoptr(EbRequest) req = eb_request_take_reply(userdata);
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+
+        if (e && is_unknown(e)) {
+                g_autofree char *path = g_strconcat(EB_SESSION_PREFIX, req->id, NULL);
+                eb_request_call(req, path, EB_SESSION_INTERFACE, "Interrupt", on_session_interrupt_reply, NULL);
+                return 0;
+        }
+        reply_interrupt(req, e);
         return 0;
 }
 

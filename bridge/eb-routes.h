@@ -18,6 +18,9 @@ void eb_route_command_run(EbServer *s, SoupServerMessage *msg, const char *param
 void eb_route_command_interrupt(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query);
 void eb_route_command_status(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query);
 void eb_route_command_logs(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query);
+void eb_route_session_create(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query);
+void eb_route_session_run(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query);
+void eb_route_session_delete(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query);
 
 /* eb-routes-metrics.c */
 void eb_route_metrics(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query);

@@ -13,6 +13,8 @@
 #define EB_COMMAND_PREFIX "/org/execd/Execd1/command/"
 #define EB_MANAGER_INTERFACE "org.execd.Execd1.Manager"
 #define EB_COMMAND_INTERFACE "org.execd.Execd1.Command"
+#define EB_SESSION_PREFIX "/org/execd/Execd1/session/"
+#define EB_SESSION_INTERFACE "org.execd.Execd1.Session"
 /* JSON request bodies beyond this are refused with 413 before they are read. */
 #define EB_JSON_BODY_MAX (1024 * 1024)
 

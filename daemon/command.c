@@ -62,6 +62,43 @@ static char *signal_text(int sig) {
         return t;
 }
 
+/* The session state dump; bounded, since a command could write anything to fd 4. */
+#define STATE_MAX (1024 * 1024)
+
+static void command_read_state(Command *c) {
+        for (;;) {
+                char buf[65536];
+                ssize_t k = read(c->state_fd, buf, sizeof buf);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        return;
+                if (c->state_overflow || c->state_size + (size_t) k > STATE_MAX) {
+                        c->state_overflow = true;
+                        continue;
+                }
+                char *grown = realloc(c->state, c->state_size + (size_t) k + 1);
+                if (!grown) {
+                        c->state_overflow = true;
+                        continue;
+                }
+                c->state = grown;
+                memcpy(c->state + c->state_size, buf, (size_t) k);
+                c->state_size += (size_t) k;
+                c->state[c->state_size] = 0;
+        }
+}
+
+static int on_state(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Command *c = userdata;
+
+        command_read_state(c);
+        if (revents & (EPOLLHUP | EPOLLERR))
+                (void) sd_event_source_set_enabled(s, SD_EVENT_OFF);
+        return 0;
+}
+
 static void command_finish(Command *c) {
         if (!c->running)
                 return;
@@ -85,6 +122,14 @@ static void command_finish(Command *c) {
 
         log_debug("command %s finished: exit %d, signal %d%s", c->id, c->exit_code, c->signal,
                   c->timed_out ? ", timed out" : "");
+        if (c->state_fd >= 0) {
+                command_read_state(c);
+                c->state_source = sd_event_source_disable_unref(c->state_source);
+                c->state_fd = safe_close(c->state_fd);
+        }
+        /* Before Exited: a client's next run must see this run's directory and variables. */
+        if (c->session)
+                session_run_finished(c->session, c);
         command_send_exited(c);
         manager_command_finished(c->manager, c);
 }
@@ -323,7 +368,7 @@ void command_ack(Command *c, uint64_t seq) {
 /* In the vfork()ed child, which shares our memory until it execs: only plain system calls,
  * and no glibc wrappers that touch shared state (the setxid wrappers do: raw syscalls). */
 _Noreturn static void child_exec(const CommandSpec *spec, const char *shell, int null_fd,
-                                 int out_fd, int err_fd, int report_fd) {
+                                 int out_fd, int err_fd, int report_fd, int state_fd) {
         char *argv[] = { (char *) shell, (char *) "-c", (char *) spec->command_line, NULL };
         sigset_t mask;
         int e;
@@ -336,12 +381,15 @@ _Noreturn static void child_exec(const CommandSpec *spec, const char *shell, int
 
         if (setsid() < 0)
                 goto fail;
+        /* Every descriptor passed in is numbered 10 or more, so none is overwritten here. */
         if (dup2(null_fd, STDIN_FILENO) < 0 || dup2(out_fd, STDOUT_FILENO) < 0 ||
-            dup2(err_fd, STDERR_FILENO) < 0 || dup2(report_fd, 3) < 0)
+            dup2(spec->merge_stderr ? out_fd : err_fd, STDERR_FILENO) < 0 || dup2(report_fd, 3) < 0)
                 goto fail;
         if (fcntl(3, F_SETFD, FD_CLOEXEC) < 0)
                 goto fail;
-        if (close_range(4, ~0U, 0) < 0)
+        if (state_fd >= 0 && dup2(state_fd, 4) < 0)
+                goto fail;
+        if (close_range(state_fd >= 0 ? 5 : 4, ~0U, 0) < 0)
                 goto fail;
         report_fd = 3;
         /* The daemon raised its own descriptor limit; commands get the limit it started with. */
@@ -366,17 +414,17 @@ fail:
 }
 
 /* vfork() in a frame of its own, so nothing of the caller's lives across it. */
-static __attribute__((noinline)) pid_t vfork_exec(const CommandSpec *spec, const char *shell, const int fds[4]) {
+static __attribute__((noinline)) pid_t vfork_exec(const CommandSpec *spec, const char *shell, const int fds[5]) {
         pid_t pid = vfork();
 
         if (pid == 0)
-                child_exec(spec, shell, fds[0], fds[1], fds[2], fds[3]);
+                child_exec(spec, shell, fds[0], fds[1], fds[2], fds[3], fds[4]);
         return pid;
 }
 
 static int command_spawn(Command *c, const CommandSpec *spec) {
         _cleanup_(closep) int null_fd = -1, report_r = -1, report_w = -1;
-        _cleanup_(closep) int out_r = -1, out_w = -1, err_r = -1, err_w = -1;
+        _cleanup_(closep) int out_r = -1, out_w = -1, err_r = -1, err_w = -1, state_r = -1, state_w = -1;
         int pipefd[2], e = 0;
         ssize_t k;
         pid_t pid;
@@ -396,10 +444,30 @@ static int command_spawn(Command *c, const CommandSpec *spec) {
         /* Larger pipes mean fewer wake-ups for chatty commands; the default also works. */
         (void) fcntl(out_r, F_SETPIPE_SZ, PIPE_SIZE);
         (void) fcntl(err_r, F_SETPIPE_SZ, PIPE_SIZE);
+        if (spec->session_state) {
+                if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) < 0)
+                        return -errno;
+                state_r = pipefd[0], state_w = pipefd[1];
+                (void) fcntl(state_r, F_SETPIPE_SZ, PIPE_SIZE);
+        }
+        /* The child renumbers descriptors to 0-4; from 10 up none of ours is in the way. */
+        {
+                int *all[] = { &null_fd, &out_w, &err_w, &report_w, &state_w };
+                for (size_t i = 0; i < ELEMENTSOF(all); i++)
+                        if (*all[i] >= 0 && *all[i] < 10) {
+                                int moved = fcntl(*all[i], F_DUPFD_CLOEXEC, 10);
+                                if (moved < 0)
+                                        return -errno;
+                                safe_close(*all[i]);
+                                *all[i] = moved;
+                        }
+        }
+        if (state_w >= 0 && fcntl(state_w, F_SETFL, 0) < 0) /* the shell writes it blocking */
+                return -errno;
 
         /* vfork: no page tables to copy, and we wait for the exec anyway (the report pipe). */
         {
-                const int fds[4] = { null_fd, out_w, err_w, report_w };
+                const int fds[5] = { null_fd, out_w, err_w, report_w, state_w };
                 pid = vfork_exec(spec, c->manager->shell, fds);
         }
         if (pid < 0)
@@ -408,6 +476,7 @@ static int command_spawn(Command *c, const CommandSpec *spec) {
         report_w = safe_close(report_w);
         out_w = safe_close(out_w);
         err_w = safe_close(err_w);
+        state_w = safe_close(state_w);
 
         /* The report pipe closes at exec (success) or carries errno (failure). */
         do
@@ -430,6 +499,7 @@ static int command_spawn(Command *c, const CommandSpec *spec) {
                 return -errno;
         c->out_fd[0] = TAKE_FD(out_r);
         c->out_fd[1] = TAKE_FD(err_r);
+        c->state_fd = TAKE_FD(state_r);
         return 0;
 }
 
@@ -445,6 +515,7 @@ int command_new(Manager *m, const char *owner_name, uid_t owner_uid, const Comma
         c->manager = m;
         c->pidfd = -1;
         c->out_fd[0] = c->out_fd[1] = -1;
+        c->state_fd = -1;
         c->exit_code = -1;
         c->background = spec->background;
         c->owner_uid = owner_uid;
@@ -482,6 +553,11 @@ int command_new(Manager *m, const char *owner_name, uid_t owner_uid, const Comma
         k = sd_event_add_io(m->event, &c->pidfd_source, c->pidfd, EPOLLIN, on_pidfd, c);
         if (k < 0)
                 goto fail_started;
+        if (c->state_fd >= 0) {
+                k = sd_event_add_io(m->event, &c->state_source, c->state_fd, EPOLLIN, on_state, c);
+                if (k < 0)
+                        goto fail_started;
+        }
         if (spec->timeout_usec > 0) {
                 k = sd_event_add_time_relative(m->event, &c->timeout_source, CLOCK_MONOTONIC,
                                                spec->timeout_usec, TIMER_ACCURACY_USEC, on_timeout, c);
@@ -528,6 +604,9 @@ Command *command_free(Command *c) {
         sd_event_source_disable_unref(c->timeout_source);
         sd_event_source_disable_unref(c->kill_source);
         sd_event_source_disable_unref(c->drain_source);
+        sd_event_source_disable_unref(c->state_source);
+        safe_close(c->state_fd);
+        free(c->state);
         safe_close(c->pidfd);
         owner_unref(c->owner);
         ring_clear(&c->ring);

@@ -13,6 +13,11 @@
 #define EXECD_BUS_NAME "org.execd.Execd1"
 #define EXECD_OBJECT_PATH "/org/execd/Execd1"
 #define EXECD_COMMAND_PREFIX "/org/execd/Execd1/command"
+#define EXECD_SESSION_PREFIX "/org/execd/Execd1/session"
+#define EXECD_SESSION_INTERFACE "org.execd.Execd1.Session"
+/* Ends a session run's state dump; without it the dump is incomplete and ignored. */
+#define SESSION_STATE_END "EXECD-STATE-END"
+#define SESSIONS_MAX 1024
 #define EXECD_MANAGER_INTERFACE "org.execd.Execd1.Manager"
 #define EXECD_COMMAND_INTERFACE "org.execd.Execd1.Command"
 
@@ -27,6 +32,7 @@
 typedef struct Manager Manager;
 typedef struct Command Command;
 typedef struct Owner Owner;
+typedef struct Session Session;
 
 /* Output bytes in flight to one owner, i.e. sent but not yet proven read: at OWNER_PING_EVERY the
  * daemon pings the owner (org.freedesktop.DBus.Peer.Ping, answered by every D-Bus library);
@@ -67,6 +73,8 @@ struct Manager {
         Config config;
 
         Command *commands_head, *commands_tail; /* creation order */
+        Session *sessions;
+        unsigned n_sessions;
         Owner *owners;
         struct Metrics *metrics;
         struct Files *files;
@@ -124,6 +132,25 @@ struct Command {
         Ring ring;
         uint64_t ack_window;
         uint64_t acked_offset;
+
+        /* A session run: the shell's final state arrives on its own pipe. */
+        Session *session;
+        int state_fd;
+        sd_event_source *state_source;
+        char *state;
+        size_t state_size;
+        bool state_overflow;
+};
+
+/* A bash session: exported environment and working directory carried from run to run. */
+struct Session {
+        Manager *manager;
+        Session *prev, *next;
+        char id[33];
+        char *path;
+        uid_t owner_uid;
+        char **env;
+        char *cwd; /* NULL: the daemon's */
 };
 
 typedef struct CommandSpec {
@@ -139,6 +166,8 @@ typedef struct CommandSpec {
         uint64_t timeout_usec;
         uint64_t ack_window;
         const struct rlimit *nofile; /* the descriptor limit the daemon started with */
+        bool merge_stderr;  /* stderr into the stdout pipe */
+        bool session_state; /* a pipe on fd 4 for the session's state dump */
 } CommandSpec;
 
 /* command.c */
@@ -164,7 +193,22 @@ void command_send_output(Command *c, uint64_t seq, uint8_t stream, const void *d
 void command_send_exited(Command *c);
 void command_send_truncated(Command *c);
 
+/* session.c */
+extern const sd_bus_vtable session_vtable[];
+int session_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata,
+                        void **found, sd_bus_error *error);
+int session_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes,
+                            sd_bus_error *error);
+int session_new(Manager *m, uid_t owner_uid, const char *cwd, Session **ret, sd_bus_error *error);
+Session *session_free(Session *s);
+Session *manager_find_session(Manager *m, const char *id);
+void session_add_run(Session *s, Command *c);
+/* A run ended: take the state it dumped, if complete. */
+void session_run_finished(Session *s, Command *c);
+
 /* manager.c */
+/* RunCommand and Session.Run: read "sa{sv}" from msg and start the command. */
+int manager_run(Manager *m, sd_bus_message *msg, Session *session, sd_bus_error *error);
 extern const sd_bus_vtable manager_vtable[];
 int manager_new(sd_event *event, sd_bus *bus, const Config *config, Manager **ret);
 Manager *manager_free(Manager *m);

@@ -311,11 +311,18 @@ static int build_environment(RunOptions *o, char ***ret) {
         return 0;
 }
 
-static int method_run_command(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        Manager *m = userdata;
+/* The shell script that runs a session's command in the same shell, then hands the shell's
+ * final state (working directory and exported environment, NUL-separated, so any value
+ * survives) to the daemon on fd 4. It runs from the EXIT trap, so `cd`, `export` and even
+ * `exit 3` inside the command are all seen. */
+#define SESSION_PRELUDE \
+        "trap '__execd_status=$?; { builtin printf \"%s\\0\" \"$PWD\"; /usr/bin/env -0; " \
+        "builtin printf \"" SESSION_STATE_END "\\0\"; } >&4 2>/dev/null; exit $__execd_status' EXIT\n"
+
+int manager_run(Manager *m, sd_bus_message *msg, Session *session, sd_bus_error *error) {
         _cleanup_(run_options_done) RunOptions o = {};
         _cleanup_(strv_freep) char **envp = NULL;
-        _cleanup_(freep) char *cwd = NULL, *missing = NULL;
+        _cleanup_(freep) char *cwd = NULL, *missing = NULL, *script = NULL;
         _cleanup_(freep) gid_t *groups = NULL;
         CommandSpec spec = {};
         const char *command_line;
@@ -331,6 +338,9 @@ static int method_run_command(sd_bus_message *msg, void *userdata, sd_bus_error 
                 return k;
         if (!*command_line)
                 return sd_bus_error_setf(error, EXECD_ERROR_INVALID_ARGUMENT, "The command must not be empty");
+        if (session && (o.envs || o.has_uid || o.has_gid))
+                return sd_bus_error_setf(error, EXECD_ERROR_INVALID_ARGUMENT,
+                                         "A session run takes only the options cwd, timeout_ms, background and ack_window");
         if (m->stopping)
                 return sd_bus_error_setf(error, EXECD_ERROR_BUSY, "The daemon is shutting down");
 
@@ -338,9 +348,12 @@ static int method_run_command(sd_bus_message *msg, void *userdata, sd_bus_error 
         if (k < 0)
                 return sd_bus_error_set_errnof(error, k, "Cannot determine the caller's uid: %m");
 
-        k = build_environment(&o, &envp);
-        if (k < 0)
-                return k;
+        if (session)
+                envp = env_copy(session->env);
+        else
+                k = build_environment(&o, &envp);
+        if (k < 0 || !envp)
+                return k < 0 ? k : -ENOMEM;
         if (o.cwd && *o.cwd) {
                 struct stat st;
 
@@ -371,6 +384,18 @@ static int method_run_command(sd_bus_message *msg, void *userdata, sd_bus_error 
         if (o.timeout_ms > UINT64_MAX / USEC_PER_MSEC)
                 return sd_bus_error_setf(error, EXECD_ERROR_INVALID_ARGUMENT, "timeout_ms is too large");
 
+        if (session) {
+                if (asprintf(&script, "%s%s", SESSION_PRELUDE, command_line) < 0)
+                        return -ENOMEM;
+                command_line = script;
+                if (!cwd && session->cwd) {
+                        cwd = strdup(session->cwd);
+                        if (!cwd)
+                                return -ENOMEM;
+                }
+                spec.session_state = true;
+                spec.merge_stderr = true;
+        }
         spec.command_line = command_line;
         spec.envp = envp;
         spec.cwd = cwd;
@@ -382,8 +407,50 @@ static int method_run_command(sd_bus_message *msg, void *userdata, sd_bus_error 
         k = command_new(m, sd_bus_message_get_sender(msg), caller, &spec, &c, error);
         if (k < 0)
                 return k;
+        if (session)
+                session_add_run(session, c);
         return sd_bus_reply_method_return(msg, "o", c->path);
 }
+
+static int method_run_command(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        return manager_run(userdata, msg, NULL, error);
+}
+
+static int method_create_session(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_(run_options_done) RunOptions o = {};
+        _cleanup_(freep) char *cwd = NULL;
+        Session *s;
+        uid_t caller;
+        int k;
+
+        k = read_run_options(msg, &o, error);
+        if (k < 0 || sd_bus_error_is_set(error))
+                return k;
+        if (o.envs || o.background || o.has_uid || o.has_gid || o.timeout_ms || o.ack_window)
+                return sd_bus_error_setf(error, EXECD_ERROR_INVALID_ARGUMENT, "CreateSession takes only the option cwd");
+        k = manager_caller_uid(m, msg, &caller);
+        if (k < 0)
+                return sd_bus_error_set_errnof(error, k, "Cannot determine the caller's uid: %m");
+        if (o.cwd && *o.cwd) {
+                FileCaller fc = {};
+
+                /* Created if missing, with the caller's rights, as the reference does. */
+                k = files_expand(o.cwd, &cwd, error);
+                if (k >= 0)
+                        k = files_caller_enter(m->files, msg, &fc, error);
+                if (k >= 0)
+                        k = files_mkdir_p(cwd, 0777, error);
+                files_caller_leave(&fc);
+                if (k < 0)
+                        return k;
+        }
+        k = session_new(m, caller, cwd, &s, error);
+        if (k < 0)
+                return k;
+        return sd_bus_reply_method_return(msg, "o", s->path);
+}
+
 
 static int property_get_version(sd_bus *bus, const char *path, const char *interface, const char *property,
                                 sd_bus_message *reply, void *userdata, sd_bus_error *error) {
@@ -395,6 +462,8 @@ const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("Version", "s", property_get_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_METHOD_WITH_ARGS("RunCommand", SD_BUS_ARGS("s", command, "a{sv}", options),
                                 SD_BUS_RESULT("o", command_path), method_run_command, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("CreateSession", SD_BUS_ARGS("a{sv}", options), SD_BUS_RESULT("o", session_path),
+                                method_create_session, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END
 };
 
@@ -659,6 +728,13 @@ int manager_new(sd_event *event, sd_bus *bus, const Config *config, Manager **re
         k = sd_bus_add_node_enumerator(bus, NULL, EXECD_COMMAND_PREFIX, command_node_enumerator, m);
         if (k < 0)
                 return k;
+        k = sd_bus_add_fallback_vtable(bus, NULL, EXECD_SESSION_PREFIX, EXECD_SESSION_INTERFACE, session_vtable,
+                                       session_object_find, m);
+        if (k < 0)
+                return k;
+        k = sd_bus_add_node_enumerator(bus, NULL, EXECD_SESSION_PREFIX, session_node_enumerator, m);
+        if (k < 0)
+                return k;
         k = sd_bus_add_object_manager(bus, NULL, EXECD_OBJECT_PATH);
         if (k < 0)
                 return k;
@@ -688,6 +764,8 @@ int manager_new(sd_event *event, sd_bus *bus, const Config *config, Manager **re
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
+        while (m->sessions)
+                session_free(m->sessions);
         while (m->commands_head)
                 manager_remove_command(m, m->commands_head);
         metrics_free(m->metrics);
