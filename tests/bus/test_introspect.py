@@ -85,18 +85,31 @@ def test_files_introspection(env):
     assert "org.execd.Execd1.Manager" not in live
 
 
+def test_session_introspection(env):
+    c = env.connect()
+    (path,) = c.call(MANAGER_PATH, "org.execd.Execd1.Manager", "CreateSession", "a{sv}", ({},))
+    try:
+        live = describe(introspect(c, path))
+        compare(describe(read_xml("org.execd.Execd1.Session.xml")), live)
+        assert "org.execd.Execd1.Command" not in live
+    finally:
+        c.call(path, "org.execd.Execd1.Session", "Delete")
+
+
 def test_every_interface_file_is_checked():
     """A new data/*.xml must get a live comparison above, not drift unchecked."""
     files = sorted(f for f in os.listdir(DATA) if f.startswith("org.execd.Execd1.") and f.endswith(".xml")
                    and f.count(".") == 4)
     assert files == ["org.execd.Execd1.Command.xml", "org.execd.Execd1.Files.xml",
-                     "org.execd.Execd1.Manager.xml", "org.execd.Execd1.Metrics.xml"]
+                     "org.execd.Execd1.Manager.xml", "org.execd.Execd1.Metrics.xml",
+                     "org.execd.Execd1.Session.xml"]
 
 
 @pytest.mark.parametrize("xml_name", ["org.execd.Execd1.Manager.xml",
                                       "org.execd.Execd1.Command.xml",
                                       "org.execd.Execd1.Files.xml",
-                                      "org.execd.Execd1.Metrics.xml"])
+                                      "org.execd.Execd1.Metrics.xml",
+                                      "org.execd.Execd1.Session.xml"])
 def test_xml_files_parse(xml_name):
     d = describe(read_xml(xml_name))
     assert d, "no interface in the XML"
