@@ -15,6 +15,7 @@
 
 #include "errors.h"
 #include "execd.h"
+#include "jupyter.h"
 #include "log.h"
 #include "macro.h"
 
@@ -290,6 +291,9 @@ int manager_reap_children(Manager *m) {
                         if (!c->exited && c->pid == si.si_pid)
                                 break;
                 if (c && command_reap(c))
+                        continue;
+                /* Kernels are our children too; their module reaps and reports them. */
+                if (!c && kernel_reap_pid(si.si_pid))
                         continue;
                 if (waitpid(si.si_pid, NULL, WNOHANG) <= 0)
                         return 0;

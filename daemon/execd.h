@@ -75,6 +75,9 @@ struct Manager {
         Command *commands_head, *commands_tail; /* creation order */
         Session *sessions;
         unsigned n_sessions;
+        struct Context *contexts;
+        unsigned n_contexts;
+        char *runtime_dir; /* kernels' connection files and sockets, one subdirectory each */
         Owner *owners;
         struct Metrics *metrics;
         struct Files *files;

@@ -13,6 +13,7 @@
 #include "execd.h"
 #include "log.h"
 #include "macro.h"
+#include "context.h"
 #include "files.h"
 #include "metrics.h"
 
@@ -464,6 +465,12 @@ const sd_bus_vtable manager_vtable[] = {
                                 SD_BUS_RESULT("o", command_path), method_run_command, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("CreateSession", SD_BUS_ARGS("a{sv}", options), SD_BUS_RESULT("o", session_path),
                                 method_create_session, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("CreateContext", SD_BUS_ARGS("s", language, "a{sv}", options),
+                                SD_BUS_RESULT("o", context_path), method_create_context, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("DefaultContext", SD_BUS_ARGS("s", language), SD_BUS_RESULT("o", context_path),
+                                method_default_context, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListContexts", SD_BUS_ARGS("s", language), SD_BUS_RESULT("a(ss)", contexts),
+                                method_list_contexts, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END
 };
 
@@ -697,6 +704,38 @@ void manager_stop(Manager *m) {
                                           m->config.kill_grace_usec, TIMER_ACCURACY_USEC, on_stop_timer, m);
 }
 
+/* Kernels need a directory for their connection files and ipc sockets: the service's runtime
+ * directory, else /run/execd (root) or $XDG_RUNTIME_DIR/execd; one per daemon inside it. It
+ * is 0711 so a kernel running as another user can reach its own 0700 subdirectory. */
+static int manager_make_runtime_dir(Manager *m) {
+        const char *base = getenv("RUNTIME_DIRECTORY");
+        _cleanup_(freep) char *parent = NULL;
+        char *dir;
+
+        if (base && *base)
+                parent = strdup(base);
+        else if (m->euid == 0)
+                parent = strdup("/run/execd");
+        else if (getenv("XDG_RUNTIME_DIR"))
+                (void) asprintf(&parent, "%s/execd", getenv("XDG_RUNTIME_DIR"));
+        else
+                (void) asprintf(&parent, "/tmp/execd-%u", (unsigned) m->euid);
+        if (!parent)
+                return -ENOMEM;
+        if (mkdir(parent, 0711) < 0 && errno != EEXIST)
+                return log_error_errno(errno, "Cannot create %s: %m", parent);
+        if (asprintf(&dir, "%s/kernels-%d", parent, (int) getpid()) < 0)
+                return -ENOMEM;
+        if (mkdir(dir, 0711) < 0 && errno != EEXIST) {
+                int e = errno;
+                free(dir);
+                return log_error_errno(e, "Cannot create the kernels' runtime directory: %m");
+        }
+        (void) chmod(dir, 0711);
+        m->runtime_dir = dir;
+        return 0;
+}
+
 int manager_new(sd_event *event, sd_bus *bus, const Config *config, Manager **ret) {
         _cleanup_(freep) Manager *m = NULL;
         sd_event_source *s;
@@ -726,6 +765,16 @@ int manager_new(sd_event *event, sd_bus *bus, const Config *config, Manager **re
         if (k < 0)
                 return k;
         k = sd_bus_add_node_enumerator(bus, NULL, EXECD_COMMAND_PREFIX, command_node_enumerator, m);
+        if (k < 0)
+                return k;
+        k = sd_bus_add_fallback_vtable(bus, NULL, EXECD_CONTEXT_PREFIX, EXECD_CONTEXT_INTERFACE, context_vtable,
+                                       context_object_find, m);
+        if (k < 0)
+                return k;
+        k = sd_bus_add_node_enumerator(bus, NULL, EXECD_CONTEXT_PREFIX, context_node_enumerator, m);
+        if (k < 0)
+                return k;
+        k = manager_make_runtime_dir(m);
         if (k < 0)
                 return k;
         k = sd_bus_add_fallback_vtable(bus, NULL, EXECD_SESSION_PREFIX, EXECD_SESSION_INTERFACE, session_vtable,
@@ -766,6 +815,11 @@ Manager *manager_free(Manager *m) {
                 return NULL;
         while (m->sessions)
                 session_free(m->sessions);
+        while (m->contexts)
+                context_free(m->contexts);
+        if (m->runtime_dir)
+                (void) rmdir(m->runtime_dir);
+        free(m->runtime_dir);
         while (m->commands_head)
                 manager_remove_command(m, m->commands_head);
         metrics_free(m->metrics);
