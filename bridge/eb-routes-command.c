@@ -370,13 +370,32 @@ static int append_options(sd_bus_message *m, JsonObject *o, SoupServerMessage *m
         return k;
 }
 
+/* Start the stream of a prepared RunCommand or Session.Run call (consumes m). */
+static void start_stream(EbServer *s, SoupServerMessage *msg, sd_bus_message *m, int k, const char *session,
+                         gboolean background, guint64 timeout_ms) {
+        g_autoptr(EbRequest) req = eb_request_new(s, msg);
+        CommandStream *cs = g_new0(CommandStream, 1);
+
+        cs->server = s;
+        cs->background = background;
+        cs->timeout_ms = timeout_ms;
+        cs->started_us = g_get_monotonic_time();
+        cs->init_text = g_strdup(session);
+        cs->drop_empty = session != NULL;
+        g_queue_init(&cs->marks);
+        for (int i = 0; i < 2; i++)
+                eb_lines_init(&cs->lines[i]);
+        req->data = cs; /* taken by on_run_reply */
+        req->data_free = (GDestroyNotify) command_stream_free;
+        req->finish_call_when_gone = TRUE;
+        eb_request_send(req, m, k, on_run_reply);
+}
+
 /* POST /command, and POST /session/{id}/run (session set): the same stream. */
 static void start_run(EbServer *s, SoupServerMessage *msg, const char *session) {
         g_autoptr(JsonParser) parser = NULL;
-        g_autoptr(EbRequest) req = NULL;
         g_autofree char *session_path = NULL;
         sd_bus_message *m = NULL;
-        CommandStream *cs;
         JsonObject *o;
         gboolean background = FALSE;
         guint64 timeout_ms = 0;
@@ -398,22 +417,17 @@ static void start_run(EbServer *s, SoupServerMessage *msg, const char *session) 
                         return; /* the reply is set */
                 }
         }
+        start_stream(s, msg, m, k, session, background, timeout_ms);
+}
 
-        req = eb_request_new(s, msg);
-        cs = g_new0(CommandStream, 1);
-        cs->server = s;
-        cs->background = background;
-        cs->timeout_ms = timeout_ms;
-        cs->started_us = g_get_monotonic_time();
-        cs->init_text = g_strdup(session);
-        cs->drop_empty = session != NULL;
-        g_queue_init(&cs->marks);
-        for (int i = 0; i < 2; i++)
-                eb_lines_init(&cs->lines[i]);
-        req->data = cs; /* taken by on_run_reply */
-        req->data_free = (GDestroyNotify) command_stream_free;
-        req->finish_call_when_gone = TRUE;
-        eb_request_send(req, m, k, on_run_reply);
+void eb_command_run_code(EbServer *s, SoupServerMessage *msg, const char *code) {
+        sd_bus_message *m = NULL;
+        int k;
+
+        k = eb_server_new_call(s, &m, EB_MANAGER_PATH, EB_MANAGER_INTERFACE, "RunCommand");
+        if (k >= 0)
+                k = sd_bus_message_append(m, "sa{sv}", code, 1, "ack_window", "t", (uint64_t) STREAM_ACK_WINDOW);
+        start_stream(s, msg, m, k, NULL, FALSE, 0);
 }
 
 void eb_route_command_run(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query) {
@@ -527,15 +541,28 @@ static void reply_interrupt(EbRequest *req, const sd_bus_error *e) {
         eb_request_finish(req);
 }
 
-static int on_session_interrupt_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+static int on_context_interrupt_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         g_autoptr(EbRequest) req = eb_request_take_reply(userdata);
 
         reply_interrupt(req, sd_bus_message_get_error(reply));
         return 0;
 }
 
+static int on_session_interrupt_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        g_autoptr(EbRequest) req = eb_request_take_reply(userdata);
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+
+        if (e && is_unknown(e)) {
+                g_autofree char *path = g_strconcat("/org/execd/Execd1/context/", req->id, NULL);
+                eb_request_call(req, path, "org.execd.Execd1.Context", "Interrupt", on_context_interrupt_reply, NULL);
+                return 0;
+        }
+        reply_interrupt(req, e);
+        return 0;
+}
+
 /* The id names a command, or else a session (whose running command is interrupted; the
- * session stays). */
+ * session stays), or else a code context (its kernel is interrupted). */
 static int on_interrupt_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         g_autoptr(EbRequest) req = eb_request_take_reply(userdata);
         const sd_bus_error *e = sd_bus_message_get_error(reply);

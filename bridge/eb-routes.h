@@ -21,6 +21,16 @@ void eb_route_command_logs(EbServer *s, SoupServerMessage *msg, const char *para
 void eb_route_session_create(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query);
 void eb_route_session_run(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query);
 void eb_route_session_delete(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query);
+/* A /code request without a language: a foreground shell command streamed like /command. */
+void eb_command_run_code(EbServer *s, SoupServerMessage *msg, const char *code);
+
+/* eb-routes-code.c */
+void eb_route_code_run(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query);
+void eb_route_code_context_create(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query);
+void eb_route_code_contexts_list(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query);
+void eb_route_code_contexts_delete(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query);
+void eb_route_code_context_get(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query);
+void eb_route_code_context_delete(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query);
 
 /* eb-routes-metrics.c */
 void eb_route_metrics(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query);
