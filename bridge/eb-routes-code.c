@@ -182,8 +182,10 @@ static int on_list_for_delete_reply(sd_bus_message *reply, void *userdata, sd_bu
         }
         k = sd_bus_message_enter_container(reply, 'a', "(ss)");
         while (bus && k >= 0 && (k = sd_bus_message_read(reply, "(ss)", &id, &language)) > 0) {
-                g_autofree char *path = g_strconcat(EB_CONTEXT_PREFIX, id, NULL);
-                (void) sd_bus_call_method_async(bus, NULL, EB_BUS_NAME, path, EB_CONTEXT_INTERFACE, "Delete", NULL,
+                gboolean bash = strcmp(language, "bash") == 0 || strcmp(language, "shell") == 0;
+                g_autofree char *path = g_strconcat(bash ? EB_SESSION_PREFIX : EB_CONTEXT_PREFIX, id, NULL);
+                (void) sd_bus_call_method_async(bus, NULL, EB_BUS_NAME, path,
+                                                bash ? EB_SESSION_INTERFACE : EB_CONTEXT_INTERFACE, "Delete", NULL,
                                                 NULL, NULL);
         }
         eb_reply_empty(req->msg, SOUP_STATUS_OK);
@@ -211,12 +213,20 @@ void eb_route_code_contexts_delete(EbServer *s, SoupServerMessage *msg, const ch
 static int on_get_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         g_autoptr(EbRequest) req = eb_request_take_reply(userdata);
         const sd_bus_error *e = sd_bus_message_get_error(reply);
-        const char *language;
+        const char *language = NULL;
         GString *out;
         EbJson j;
 
-        if (e || sd_bus_message_read(reply, "v", "s", &language) < 0)
-                reply_context_error(req, e);
+        if (e && is_unknown(e) && !req->data) {
+                /* Not a kernel: perhaps a bash context, which is a session. */
+                g_autofree char *path = g_strconcat(EB_SESSION_PREFIX, req->id, NULL);
+                req->data = GINT_TO_POINTER(1);
+                eb_request_call(req, path, "org.freedesktop.DBus.Properties", "Get", on_get_reply, "ss",
+                                EB_SESSION_INTERFACE, "Language");
+                return 0;
+        }
+        if (e || sd_bus_message_read(reply, "v", "s", &language) < 0 || !*language)
+                reply_context_error(req, e ? e : &SD_BUS_ERROR_MAKE_CONST(SD_BUS_ERROR_UNKNOWN_OBJECT, "not a context"));
         else {
                 out = g_string_sized_new(128);
                 eb_json_init(&j, out);
@@ -231,6 +241,12 @@ static int on_delete_reply(sd_bus_message *reply, void *userdata, sd_bus_error *
         g_autoptr(EbRequest) req = eb_request_take_reply(userdata);
         const sd_bus_error *e = sd_bus_message_get_error(reply);
 
+        if (e && is_unknown(e) && !req->data) {
+                g_autofree char *path = g_strconcat(EB_SESSION_PREFIX, req->id, NULL);
+                req->data = GINT_TO_POINTER(1);
+                eb_request_call(req, path, EB_SESSION_INTERFACE, "Delete", on_delete_reply, NULL);
+                return 0;
+        }
         if (e)
                 reply_context_error(req, e);
         else
@@ -341,10 +357,13 @@ static int on_execute_reply(sd_bus_message *reply, void *userdata, sd_bus_error 
         const sd_bus_error *e = sd_bus_message_get_error(reply);
 
         if (e || sd_bus_message_read(reply, "t", &r->first_seq) < 0) {
-                if (e && is_unknown(e))
-                        reply_context_not_found(req->msg, r->id);
-                else
-                        eb_reply_bus_error(req->msg, EB_API_EXECD, e, "CONTEXT_NOT_FOUND");
+                if (e && is_unknown(e)) {
+                        /* Not a kernel: a bash context is a session. */
+                        eb_session_run_code(r->server, req->msg, r->id, r->code);
+                        code_run_free(r);
+                        return 0;
+                }
+                eb_reply_bus_error(req->msg, EB_API_EXECD, e, "CONTEXT_NOT_FOUND");
                 eb_request_finish(req);
                 code_run_free(r);
                 return 0;
@@ -381,8 +400,13 @@ static int on_default_context_reply(sd_bus_message *reply, void *userdata, sd_bu
                 code_run_free(r);
                 return 0;
         }
-        r->path = g_strdup(path);
         r->id = g_strdup(strrchr(path, '/') + 1);
+        if (g_str_has_prefix(path, EB_SESSION_PREFIX)) {
+                eb_session_run_code(r->server, req->msg, r->id, r->code);
+                code_run_free(r);
+                return 0;
+        }
+        r->path = g_strdup(path);
         code_run_execute(req, r);
         return 0;
 }

@@ -420,6 +420,17 @@ static void start_run(EbServer *s, SoupServerMessage *msg, const char *session) 
         start_stream(s, msg, m, k, session, background, timeout_ms);
 }
 
+void eb_session_run_code(EbServer *s, SoupServerMessage *msg, const char *session, const char *code) {
+        g_autofree char *path = g_strconcat(EB_SESSION_PREFIX, session, NULL);
+        sd_bus_message *m = NULL;
+        int k;
+
+        k = eb_server_new_call(s, &m, path, EB_SESSION_INTERFACE, "Run");
+        if (k >= 0)
+                k = sd_bus_message_append(m, "sa{sv}", code, 1, "ack_window", "t", (uint64_t) STREAM_ACK_WINDOW);
+        start_stream(s, msg, m, k, session, FALSE, 0);
+}
+
 void eb_command_run_code(EbServer *s, SoupServerMessage *msg, const char *code) {
         sd_bus_message *m = NULL;
         int k;

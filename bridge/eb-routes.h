@@ -23,6 +23,8 @@ void eb_route_session_run(EbServer *s, SoupServerMessage *msg, const char *param
 void eb_route_session_delete(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query);
 /* A /code request without a language: a foreground shell command streamed like /command. */
 void eb_command_run_code(EbServer *s, SoupServerMessage *msg, const char *code);
+/* A /code request for a bash context: a run of that session. */
+void eb_session_run_code(EbServer *s, SoupServerMessage *msg, const char *session, const char *code);
 
 /* eb-routes-code.c */
 void eb_route_code_run(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query);

@@ -5,6 +5,7 @@
 #include <pwd.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <systemd/sd-id128.h>
 #include <time.h>
@@ -683,6 +684,23 @@ static int create_context(Manager *m, sd_bus_message *msg, const char *language,
                 if (c)
                         return context_reply_when_ready(c, msg);
         }
+        /* bash and shell contexts are bash sessions: no kernel, state carried by the daemon. */
+        if (strcmp(language, "bash") == 0 || strcmp(language, "shell") == 0) {
+                Session *s = is_default ? manager_find_default_session(m, caller, language) : NULL;
+
+                if (!s) {
+                        k = session_new(m, caller, cwd, &s, error);
+                        if (k < 0)
+                                return k;
+                        s->language = strdup(language);
+                        s->is_default = is_default;
+                        if (!s->language) {
+                                session_free(s);
+                                return -ENOMEM;
+                        }
+                }
+                return sd_bus_reply_method_return(msg, "o", s->path);
+        }
         if (cwd) {
                 FileCaller fc = {};
 
@@ -711,17 +729,30 @@ int method_create_context(sd_bus_message *msg, void *userdata, sd_bus_error *err
         k = read_context_options(msg, &cwd, error);
         if (k < 0)
                 return k;
-        return create_context(userdata, msg, language, false, cwd, error);
+        {
+                _cleanup_(freep) char *lower = strdup(language);
+                if (!lower)
+                        return -ENOMEM;
+                for (char *p = lower; *p; p++)
+                        *p = (char) (*p >= 'A' && *p <= 'Z' ? *p + 'a' - 'A' : *p);
+                return create_context(userdata, msg, lower, false, cwd, error);
+        }
 }
 
 int method_default_context(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_(freep) char *lower = NULL;
         const char *language;
         int k;
 
         k = sd_bus_message_read(msg, "s", &language);
         if (k < 0)
                 return k;
-        return create_context(userdata, msg, language, true, NULL, error);
+        lower = strdup(language);
+        if (!lower)
+                return -ENOMEM;
+        for (char *p = lower; *p; p++)
+                *p = (char) (*p >= 'A' && *p <= 'Z' ? *p + 'a' - 'A' : *p);
+        return create_context(userdata, msg, lower, true, NULL, error);
 }
 
 int method_list_contexts(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -743,6 +774,14 @@ int method_list_contexts(sd_bus_message *msg, void *userdata, sd_bus_error *erro
                 sd_bus_error_free(&ignored);
                 if (visible && (!*language || strcasecmp(language, c->language) == 0))
                         k = sd_bus_message_append(reply, "(ss)", c->id, c->language);
+        }
+        for (Session *s = m->sessions; k >= 0 && s; s = s->next) {
+                sd_bus_error ignored = SD_BUS_ERROR_NULL;
+                bool visible = s->language && manager_caller_may_access(m, s->owner_uid, &ignored);
+
+                sd_bus_error_free(&ignored);
+                if (visible && (!*language || strcasecmp(language, s->language) == 0))
+                        k = sd_bus_message_append(reply, "(ss)", s->id, s->language);
         }
         if (k >= 0)
                 k = sd_bus_message_close_container(reply);

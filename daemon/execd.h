@@ -154,6 +154,8 @@ struct Session {
         uid_t owner_uid;
         char **env;
         char *cwd; /* NULL: the daemon's */
+        char *language; /* a bash code context ("bash" or "shell"); NULL for a plain session */
+        bool is_default;
 };
 
 typedef struct CommandSpec {
@@ -203,6 +205,7 @@ int session_object_find(sd_bus *bus, const char *path, const char *interface, vo
 int session_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes,
                             sd_bus_error *error);
 int session_new(Manager *m, uid_t owner_uid, const char *cwd, Session **ret, sd_bus_error *error);
+Session *manager_find_default_session(Manager *m, uid_t owner_uid, const char *language);
 Session *session_free(Session *s);
 Session *manager_find_session(Manager *m, const char *id);
 void session_add_run(Session *s, Command *c);

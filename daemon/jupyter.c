@@ -611,7 +611,7 @@ static void kernel_handle_message(Kernel *k, int i, zmq_msg_t *frames, size_t n)
                 free(k->reply_status);
                 k->reply_status = strdup(status ? status : "error");
                 k->got_reply = true;
-                if (!k->got_idle)
+                if (!k->got_idle && !k->idle_timer)
                         (void) sd_event_add_time_relative(k->event, &k->idle_timer, CLOCK_MONOTONIC,
                                                           IDLE_GRACE_USEC, 0, on_idle_timer, k);
                 kernel_run_maybe_finish(k);

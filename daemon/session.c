@@ -14,6 +14,13 @@
 #include "log.h"
 #include "macro.h"
 
+Session *manager_find_default_session(Manager *m, uid_t owner_uid, const char *language) {
+        for (Session *s = m->sessions; s; s = s->next)
+                if (s->is_default && s->owner_uid == owner_uid && s->language && strcmp(s->language, language) == 0)
+                        return s;
+        return NULL;
+}
+
 Session *manager_find_session(Manager *m, const char *id) {
         for (Session *s = m->sessions; s; s = s->next)
                 if (strcmp(s->id, id) == 0)
@@ -83,6 +90,7 @@ Session *session_free(Session *s) {
                 }
         strv_freep(&s->env);
         free(s->cwd);
+        free(s->language);
         free(s->path);
         free(s);
         return NULL;
@@ -177,6 +185,13 @@ static int property_get_cwd(sd_bus *bus, const char *path, const char *interface
         return sd_bus_message_append(reply, "s", s->cwd ? s->cwd : "");
 }
 
+static int property_get_language(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                 sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Session *s = userdata;
+
+        return sd_bus_message_append(reply, "s", s->language ? s->language : "");
+}
+
 static int property_get_running(sd_bus *bus, const char *path, const char *interface, const char *property,
                                 sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Session *s = userdata;
@@ -193,6 +208,7 @@ const sd_bus_vtable session_vtable[] = {
         SD_BUS_PROPERTY("Id", "s", NULL, offsetof(Session, id), SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("OwnerUid", "u", NULL, offsetof(Session, owner_uid), SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Cwd", "s", property_get_cwd, 0, 0),
+        SD_BUS_PROPERTY("Language", "s", property_get_language, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Running", "b", property_get_running, 0, 0),
         SD_BUS_METHOD_WITH_ARGS("Run", SD_BUS_ARGS("s", command, "a{sv}", options),
                                 SD_BUS_RESULT("o", command_path), method_run, SD_BUS_VTABLE_UNPRIVILEGED),
