@@ -417,6 +417,29 @@ static int method_run_command(sd_bus_message *msg, void *userdata, sd_bus_error 
         return manager_run(userdata, msg, NULL, error);
 }
 
+static int method_list_sessions(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        Manager *m = userdata;
+        int k;
+
+        k = sd_bus_message_new_method_return(msg, &reply);
+        if (k >= 0)
+                k = sd_bus_message_open_container(reply, 'a', "o");
+        for (Session *s = m->sessions; k >= 0 && s; s = s->next) {
+                sd_bus_error ignored = SD_BUS_ERROR_NULL;
+                bool visible = manager_caller_may_access(m, s->owner_uid, &ignored);
+
+                sd_bus_error_free(&ignored);
+                if (visible)
+                        k = sd_bus_message_append(reply, "o", s->path);
+        }
+        if (k >= 0)
+                k = sd_bus_message_close_container(reply);
+        if (k < 0)
+                return k;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
 static int method_create_session(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         _cleanup_(run_options_done) RunOptions o = {};
@@ -465,6 +488,8 @@ const sd_bus_vtable manager_vtable[] = {
                                 SD_BUS_RESULT("o", command_path), method_run_command, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("CreateSession", SD_BUS_ARGS("a{sv}", options), SD_BUS_RESULT("o", session_path),
                                 method_create_session, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListSessions", SD_BUS_NO_ARGS, SD_BUS_RESULT("ao", session_paths),
+                                method_list_sessions, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("CreateContext", SD_BUS_ARGS("s", language, "a{sv}", options),
                                 SD_BUS_RESULT("o", context_path), method_create_context, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("DefaultContext", SD_BUS_ARGS("s", language), SD_BUS_RESULT("o", context_path),
