@@ -567,9 +567,17 @@ static int property_get_pid(sd_bus *bus, const char *path, const char *interface
         return sd_bus_message_append(reply, "u", (uint32_t) (c->kernel && !c->dead ? kernel_pid(c->kernel) : 0));
 }
 
+/* The id is an array, not the char * sd-bus's own getter would read. */
+static int property_get_id(sd_bus *bus, const char *path, const char *interface, const char *property,
+                           sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Context *x = userdata;
+
+        return sd_bus_message_append(reply, "s", x->id);
+}
+
 const sd_bus_vtable context_vtable[] = {
         SD_BUS_VTABLE_START(0),
-        SD_BUS_PROPERTY("Id", "s", NULL, offsetof(Context, id), SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Id", "s", property_get_id, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Language", "s", NULL, offsetof(Context, language), SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Kernel", "s", property_get_kernel, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("OwnerUid", "u", NULL, offsetof(Context, owner_uid), SD_BUS_VTABLE_PROPERTY_CONST),

@@ -1295,8 +1295,11 @@ int kernel_execute(Kernel *k, const char *code, const KernelRunCallbacks *cb, vo
         json_builder_end_object(b);
         json_builder_set_member_name(b, "allow_stdin");
         json_builder_add_boolean_value(b, false);
+        /* Runs never queue here, so all that stop_on_error could abort is the caller's next run:
+         * ipykernel keeps aborting until a callback it schedules after the reply has run, and a
+         * request sent as soon as the reply and idle arrive can beat it (seen under load). */
         json_builder_set_member_name(b, "stop_on_error");
-        json_builder_add_boolean_value(b, true);
+        json_builder_add_boolean_value(b, false);
         json_builder_end_object(b);
         root = json_builder_get_root(b);
         g = json_generator_new();

@@ -315,9 +315,10 @@ static int build_environment(RunOptions *o, char ***ret) {
 /* The shell script that runs a session's command in the same shell, then hands the shell's
  * final state (working directory and exported environment, NUL-separated, so any value
  * survives) to the daemon on fd 4. It runs from the EXIT trap, so `cd`, `export` and even
- * `exit 3` inside the command are all seen. */
+ * `exit 3` inside the command are all seen. The end marker follows only a complete dump: an
+ * environment too large to pass to env(1) leaves the session's state as it was. */
 #define SESSION_PRELUDE \
-        "trap '__execd_status=$?; { builtin printf \"%s\\0\" \"$PWD\"; /usr/bin/env -0; " \
+        "trap '__execd_status=$?; { builtin printf \"%s\\0\" \"$PWD\"; /usr/bin/env -0 && " \
         "builtin printf \"" SESSION_STATE_END "\\0\"; } >&4 2>/dev/null; exit $__execd_status' EXIT\n"
 
 int manager_run(Manager *m, sd_bus_message *msg, Session *session, sd_bus_error *error) {
@@ -374,7 +375,8 @@ int manager_run(Manager *m, sd_bus_message *msg, Session *session, sd_bus_error 
                                                  "working directory path is not a directory: %s", o.cwd);
         }
 
-        k = resolve_user(m, caller, &o, &spec, error);
+        /* A session's runs are its owner's, whoever asks for them (root may use any session). */
+        k = resolve_user(m, session ? session->owner_uid : caller, &o, &spec, error);
         groups = spec.groups;
         if (k < 0 || sd_bus_error_is_set(error))
                 return k;
@@ -389,7 +391,10 @@ int manager_run(Manager *m, sd_bus_message *msg, Session *session, sd_bus_error 
                 if (asprintf(&script, "%s%s", SESSION_PRELUDE, command_line) < 0)
                         return -ENOMEM;
                 command_line = script;
-                if (!cwd && session->cwd) {
+                struct stat st;
+
+                /* A session directory removed meanwhile: start in the daemon's, as `cd` failing would. */
+                if (!cwd && session->cwd && stat(session->cwd, &st) == 0 && S_ISDIR(st.st_mode)) {
                         cwd = strdup(session->cwd);
                         if (!cwd)
                                 return -ENOMEM;

@@ -119,6 +119,15 @@ void session_run_finished(Session *s, Command *c) {
         cwd = strndup(p, (size_t) (end - p));
         if (!cwd)
                 return;
+        /* The dump's fd is visible to the command, which could write anything to it: only an
+         * absolute directory is believed. */
+        {
+                struct stat st;
+                if (cwd[0] != '/' || stat(cwd, &st) < 0 || !S_ISDIR(st.st_mode)) {
+                        free(cwd);
+                        return;
+                }
+        }
         p += strlen(cwd) + 1;
         env = calloc(1, sizeof *env);
         while (env && p < end) {
@@ -203,9 +212,17 @@ static int property_get_running(sd_bus *bus, const char *path, const char *inter
         return sd_bus_message_append(reply, "b", running);
 }
 
+/* The id is an array, not the char * sd-bus's own getter would read. */
+static int property_get_id(sd_bus *bus, const char *path, const char *interface, const char *property,
+                           sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Session *x = userdata;
+
+        return sd_bus_message_append(reply, "s", x->id);
+}
+
 const sd_bus_vtable session_vtable[] = {
         SD_BUS_VTABLE_START(0),
-        SD_BUS_PROPERTY("Id", "s", NULL, offsetof(Session, id), SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Id", "s", property_get_id, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("OwnerUid", "u", NULL, offsetof(Session, owner_uid), SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Cwd", "s", property_get_cwd, 0, 0),
         SD_BUS_PROPERTY("Language", "s", property_get_language, 0, SD_BUS_VTABLE_PROPERTY_CONST),
