@@ -808,3 +808,30 @@ def test_session_limit(make_env):
     assert session_nodes(c) == []
     create(c)  # room again
     assert e.daemon.proc.poll() is None
+
+
+def test_junk_on_the_state_fd_is_not_believed(sess, tmp_path):
+    """The state dump's descriptor is visible to the command; what it writes there must not
+    become the session's directory."""
+    c, spath = sess
+    d = str(tmp_path)
+    _p, _o, exited = srun_wait(c, spath, f"cd {d}")
+    assert exited[0] == 0
+    _p, _o, exited = srun_wait(c, spath, "printf 'junk\\0' >&4; printf 'also-junk\\0' >&4")
+    assert exited[0] == 0
+    assert sprop(c, spath, "Cwd") == d
+    _p, outputs, exited = srun_wait(c, spath, "pwd")
+    assert exited[0] == 0 and out_of(outputs) == (d + "\n").encode()
+
+
+def test_removed_session_directory_falls_back(sess, tmp_path):
+    """A session whose directory was removed still runs (in the daemon's directory), as a
+    failing `cd` would leave a shell."""
+    c, spath = sess
+    gone = os.path.join(str(tmp_path), "gone")
+    os.mkdir(gone)
+    _p, _o, exited = srun_wait(c, spath, f"cd {gone}")
+    assert exited[0] == 0
+    os.rmdir(gone)
+    _p, outputs, exited = srun_wait(c, spath, "echo still-here")
+    assert exited[0] == 0 and out_of(outputs) == b"still-here\n"
