@@ -300,7 +300,7 @@ typedef struct {
 
 static void code_run_free(CodeRun *r) {
         if (r->path)
-                eb_server_unwatch_object(r->server, r->path);
+                eb_server_unwatch_object(r->server, r->path, &r->target);
         eb_sse_free(r->sse);
         g_free(r->path);
         g_free(r->id);

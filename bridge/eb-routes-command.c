@@ -34,6 +34,7 @@ typedef struct {
         gint64 started_us;
         EbLineSplitter lines[2];
         char *init_text;     /* session runs: the session id, not the command's */
+        gboolean for_code;   /* a /code run on a bash context: errors speak of contexts */
         gboolean drop_empty; /* session runs report non-empty lines only, as the reference */
         guint64 next_seq;
         GQueue marks; /* AckMark*, in write order */
@@ -45,7 +46,7 @@ static const char *const stream_types[] = { "stdout", "stderr" };
 
 static void command_stream_free(CommandStream *cs) {
         if (cs->path)
-                eb_server_unwatch_object(cs->server, cs->path);
+                eb_server_unwatch_object(cs->server, cs->path, &cs->target);
         eb_sse_free(cs->sse);
         for (int i = 0; i < 2; i++)
                 eb_lines_clear(&cs->lines[i]);
@@ -212,9 +213,11 @@ static int on_run_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret
 
         if (e || sd_bus_message_read(reply, "o", &path) < 0) {
                 if (cs->init_text && e && (sd_bus_error_has_name(e, SD_BUS_ERROR_UNKNOWN_OBJECT) ||
-                                           sd_bus_error_has_name(e, SD_BUS_ERROR_UNKNOWN_METHOD)))
-                        reply_session_not_found(req->msg, cs->init_text);
-                else
+                                           sd_bus_error_has_name(e, SD_BUS_ERROR_UNKNOWN_METHOD))) {
+                        g_autofree char *text = g_strdup_printf("%s %s not found", cs->for_code ? "context" : "session",
+                                                                cs->init_text);
+                        eb_reply_error(req->msg, EB_API_EXECD, 404, "CONTEXT_NOT_FOUND", text);
+                } else
                         eb_reply_bus_error(req->msg, EB_API_EXECD, e, "NOT_FOUND");
                 eb_request_finish(req);
                 command_stream_free(cs);
@@ -372,7 +375,7 @@ static int append_options(sd_bus_message *m, JsonObject *o, SoupServerMessage *m
 
 /* Start the stream of a prepared RunCommand or Session.Run call (consumes m). */
 static void start_stream(EbServer *s, SoupServerMessage *msg, sd_bus_message *m, int k, const char *session,
-                         gboolean background, guint64 timeout_ms) {
+                         gboolean background, guint64 timeout_ms, gboolean for_code) {
         g_autoptr(EbRequest) req = eb_request_new(s, msg);
         CommandStream *cs = g_new0(CommandStream, 1);
 
@@ -382,6 +385,7 @@ static void start_stream(EbServer *s, SoupServerMessage *msg, sd_bus_message *m,
         cs->started_us = g_get_monotonic_time();
         cs->init_text = g_strdup(session);
         cs->drop_empty = session != NULL;
+        cs->for_code = for_code;
         g_queue_init(&cs->marks);
         for (int i = 0; i < 2; i++)
                 eb_lines_init(&cs->lines[i]);
@@ -417,7 +421,7 @@ static void start_run(EbServer *s, SoupServerMessage *msg, const char *session) 
                         return; /* the reply is set */
                 }
         }
-        start_stream(s, msg, m, k, session, background, timeout_ms);
+        start_stream(s, msg, m, k, session, background, timeout_ms, FALSE);
 }
 
 void eb_session_run_code(EbServer *s, SoupServerMessage *msg, const char *session, const char *code) {
@@ -428,7 +432,7 @@ void eb_session_run_code(EbServer *s, SoupServerMessage *msg, const char *sessio
         k = eb_server_new_call(s, &m, path, EB_SESSION_INTERFACE, "Run");
         if (k >= 0)
                 k = sd_bus_message_append(m, "sa{sv}", code, 1, "ack_window", "t", (uint64_t) STREAM_ACK_WINDOW);
-        start_stream(s, msg, m, k, session, FALSE, 0);
+        start_stream(s, msg, m, k, session, FALSE, 0, TRUE);
 }
 
 void eb_command_run_code(EbServer *s, SoupServerMessage *msg, const char *code) {
@@ -438,7 +442,7 @@ void eb_command_run_code(EbServer *s, SoupServerMessage *msg, const char *code) 
         k = eb_server_new_call(s, &m, EB_MANAGER_PATH, EB_MANAGER_INTERFACE, "RunCommand");
         if (k >= 0)
                 k = sd_bus_message_append(m, "sa{sv}", code, 1, "ack_window", "t", (uint64_t) STREAM_ACK_WINDOW);
-        start_stream(s, msg, m, k, NULL, FALSE, 0);
+        start_stream(s, msg, m, k, NULL, FALSE, 0, TRUE);
 }
 
 void eb_route_command_run(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query) {

@@ -84,7 +84,7 @@ static void watcher_free(Watcher *w) {
 static void hub_stop(Hub *h) {
         sd_bus *bus = eb_server_bus(h->server);
 
-        eb_server_unwatch_object(h->server, METRICS_PATH);
+        eb_server_unwatch_object(h->server, METRICS_PATH, &h->target);
         h->match = sd_bus_slot_unref(h->match);
         h->watch_call = sd_bus_slot_unref(h->watch_call);
         if (h->watching && bus)

@@ -46,7 +46,7 @@ struct EbServer {
         sd_bus *bus;
         GSource *bus_source;
         guint reconnect_id;
-        GHashTable *targets; /* object path -> EbSignalTarget* (not owned) */
+        GHashTable *targets; /* object path -> GPtrArray of EbSignalTarget* (not owned) */
         char *daemon_owner;  /* unique name owning org.execd.Execd1, NULL when none */
         GData *areas;
 };
@@ -68,20 +68,44 @@ sd_bus *eb_server_bus(EbServer *s) {
 }
 
 void eb_server_watch_object(EbServer *s, const char *path, EbSignalTarget *target) {
-        g_hash_table_replace(s->targets, g_strdup(path), target);
+        GPtrArray *list = g_hash_table_lookup(s->targets, path);
+
+        if (!list) {
+                list = g_ptr_array_new();
+                g_hash_table_insert(s->targets, g_strdup(path), list);
+        }
+        g_ptr_array_add(list, target);
 }
 
-void eb_server_unwatch_object(EbServer *s, const char *path) {
-        g_hash_table_remove(s->targets, path);
+void eb_server_unwatch_object(EbServer *s, const char *path, EbSignalTarget *target) {
+        GPtrArray *list = g_hash_table_lookup(s->targets, path);
+
+        if (list && g_ptr_array_remove(list, target) && list->len == 0)
+                g_hash_table_remove(s->targets, path);
+}
+
+static gboolean target_is_watched(EbServer *s, const char *path, EbSignalTarget *target) {
+        GPtrArray *list = g_hash_table_lookup(s->targets, path);
+
+        return list && g_ptr_array_find(list, target, NULL);
 }
 
 static void notify_daemon_gone(EbServer *s) {
-        g_autoptr(GList) targets = g_hash_table_get_values(s->targets);
+        g_autoptr(GPtrArray) paths = g_ptr_array_new_with_free_func(g_free);
+        g_autoptr(GPtrArray) all = g_ptr_array_new();
+        GHashTableIter iter;
+        gpointer path, list;
 
-        /* Each target unwatches itself while being told. */
-        for (GList *l = targets; l; l = l->next) {
-                EbSignalTarget *t = l->data;
-                if (t->on_daemon_gone)
+        /* A snapshot: each target unwatches itself (and may free others) while being told. */
+        g_hash_table_iter_init(&iter, s->targets);
+        while (g_hash_table_iter_next(&iter, &path, &list))
+                for (guint i = 0; i < ((GPtrArray *) list)->len; i++) {
+                        g_ptr_array_add(paths, g_strdup(path));
+                        g_ptr_array_add(all, g_ptr_array_index((GPtrArray *) list, i));
+                }
+        for (guint i = 0; i < all->len; i++) {
+                EbSignalTarget *t = g_ptr_array_index(all, i);
+                if (target_is_watched(s, g_ptr_array_index(paths, i), t) && t->on_daemon_gone)
                         t->on_daemon_gone(t->data);
         }
 }
@@ -118,9 +142,29 @@ static int on_bus_message(sd_bus_message *m, void *userdata, sd_bus_error *error
         path = sd_bus_message_get_path(m);
         if (!path || !sender || !s->daemon_owner || strcmp(sender, s->daemon_owner) != 0)
                 return 0;
-        t = g_hash_table_lookup(s->targets, path);
-        if (t)
-                t->on_signal(m, t->data);
+        {
+                GPtrArray *list = g_hash_table_lookup(s->targets, path);
+                g_autoptr(GPtrArray) snapshot = NULL;
+                g_autofree char *owned_path = NULL;
+
+                if (!list)
+                        return 0;
+                if (list->len == 1) {
+                        t = g_ptr_array_index(list, 0);
+                        t->on_signal(m, t->data);
+                        return 0;
+                }
+                /* Several requests watch one object (runs on one context): each may unwatch. */
+                snapshot = g_ptr_array_copy(list, NULL, NULL);
+                owned_path = g_strdup(path);
+                for (guint i = 0; i < snapshot->len; i++) {
+                        t = g_ptr_array_index(snapshot, i);
+                        if (!target_is_watched(s, owned_path, t))
+                                continue;
+                        (void) sd_bus_message_rewind(m, 1);
+                        t->on_signal(m, t->data);
+                }
+        }
         return 0;
 }
 
@@ -483,7 +527,7 @@ EbServer *eb_server_new(const EbServerOptions *options, GError **error) {
 
         s->bus_address = g_strdup(options->bus_address);
         s->token = g_strdup(options->token);
-        s->targets = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        s->targets = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify) g_ptr_array_unref);
         s->soup = soup_server_new("server-header", NULL, NULL);
         soup_server_add_handler(s->soup, NULL, handle_request, s, NULL);
         g_signal_connect(s->soup, "request-started", G_CALLBACK(on_request_started), s);

@@ -45,7 +45,8 @@ gpointer eb_server_get_area(EbServer *s, const char *area);
 void eb_server_set_area(EbServer *s, const char *area, gpointer data, GDestroyNotify free_func);
 
 void eb_server_watch_object(EbServer *s, const char *path, EbSignalTarget *target);
-void eb_server_unwatch_object(EbServer *s, const char *path);
+/* Several targets may watch one path; each gets every signal for it. */
+void eb_server_unwatch_object(EbServer *s, const char *path, EbSignalTarget *target);
 
 /* A request waiting for the daemon: holds the message paused and owns the call's slot, which
  * is dropped (cancelling the call) if the client goes away first. */
