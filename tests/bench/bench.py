@@ -1,10 +1,10 @@
 #!/usr/bin/python3
 """execd benchmarks (issue 2), run by `meson test -C BUILD --benchmark`.
 
-    bench.py NAME --client EXE --baseline EXE --mini-soup-server EXE
+    bench.py NAME --client EXE --baseline EXE --mini-soup-server EXE --jupyter-direct EXE
 
 NAME is one of: latency, throughput, concurrency, rss, ping, metrics, download,
-upload, smallfiles (or all).
+upload, smallfiles, code_latency, context_create, contexts_concurrent (or all).
 Every benchmark starts its own private bus, the real daemon and the real bridge
 through tests/harness.py, prints one table row per figure (value, the baseline
 measured in the same run, ratio, target, PASS/FAIL) and exits non-zero only when
@@ -1374,6 +1374,541 @@ def bench_smallfiles(args):
     t.finish()
 
 
+# ---------------------------------------------------------------- code contexts
+
+CODE_WARMUP = 20
+
+
+def jupyter_direct(args, *, starts=1, runs=1, warmup=0, code="1+1", expect="2", timeout=300):
+    """Run execd-jupyter-direct (the daemon's kernel module without the daemon); its JSON."""
+    argv = [args.jupyter_direct, f"--starts={starts}", f"--runs={runs}", f"--warmup={warmup}",
+            f"--code={code}", f"--expect={expect}"]
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise FunctionalError(f"execd-jupyter-direct: no result after {timeout} s")
+    finally:
+        if p.poll() is None:  # SIGTERM: it frees its kernel and its directory
+            p.terminate()
+            try:
+                p.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.communicate()
+    if p.returncode != 0:
+        raise FunctionalError(f"execd-jupyter-direct failed (exit status {p.returncode}):\n"
+                              f"{stderr.strip()}\n{stdout.strip()}")
+    try:
+        out = json.loads(stdout)
+    except ValueError as e:
+        raise FunctionalError(f"execd-jupyter-direct printed no JSON ({e}): {stdout[:300]!r}")
+    if len(out.get("start_ms", ())) != starts or len(out.get("rtt_us", ())) != runs:
+        raise FunctionalError(f"execd-jupyter-direct: {len(out.get('start_ms', ()))} starts, "
+                              f"{len(out.get('rtt_us', ()))} runs; asked for {starts}, {runs}")
+    if stderr.strip():
+        print(f"  execd-jupyter-direct said: {stderr.strip()[:500]}", flush=True)
+    return out
+
+
+def descendants(pid):
+    """[(pid, comm)] of every live (non-zombie) process below pid."""
+    kids = {}
+    for p, state, ppid, _pgid, comm in harness.all_procs():
+        if state != "Z":
+            kids.setdefault(ppid, []).append((p, comm))
+    out, todo = [], [pid]
+    while todo:
+        for child in kids.get(todo.pop(), ()):
+            out.append(child)
+            todo.append(child[0])
+    return out
+
+
+def proc_start(pid):
+    """The start time (clock ticks after boot) of a live, non-zombie pid, else None: with the
+    pid it names one process, whatever pids get reused."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[19]) if len(fields) > 19 and fields[0] != "Z" else None
+
+
+def alive(proc):
+    """True when proc, a (pid, start time) pair, is still that live process."""
+    start = proc_start(proc[0])
+    return start is not None and start == proc[1]
+
+
+def wait_no_kernels(stack, timeout, what, since=None):
+    """Wait until the daemon has no child process left; return the seconds since `since`
+    (a perf_counter() value; default: now)."""
+    t0 = time.perf_counter() if since is None else since
+    deadline = time.monotonic() + timeout
+    while True:
+        left = descendants(stack.daemon.proc.pid)
+        if not left:
+            return time.perf_counter() - t0
+        if time.monotonic() >= deadline:
+            raise FunctionalError(f"{what}: {len(left)} processes still below the daemon "
+                                  f"{timeout} s later: {left[:5]}")
+        time.sleep(0.005)
+
+
+def kernels_runtime_dir(daemon_pid):
+    """The daemon's kernels directory, computed as daemon/manager.c does."""
+    base = os.environ.get("RUNTIME_DIRECTORY")
+    if base:
+        parent = base
+    elif os.geteuid() == 0:
+        parent = "/run/execd"
+    elif os.environ.get("XDG_RUNTIME_DIR"):
+        parent = os.path.join(os.environ["XDG_RUNTIME_DIR"], "execd")
+    else:
+        parent = f"/tmp/execd-{os.geteuid()}"
+    return os.path.join(parent, f"kernels-{daemon_pid}")
+
+
+class CodeStack(Stack):
+    """A Stack that remembers every kernel it saw and, on close, checks that none survived
+    and that the daemon's kernels directory holds nothing more."""
+
+    def __init__(self):
+        super().__init__()
+        self.kernel_pids = set()
+        self.runtime_dir = kernels_runtime_dir(self.daemon.proc.pid)
+
+    def note_kernels(self):
+        """The pids below the daemon now; remembered for the checks at close."""
+        pids = [p for p, _ in descendants(self.daemon.proc.pid)]
+        self.kernel_pids.update((p, proc_start(p)) for p in pids)
+        return pids
+
+    def check_runtime_dir(self, what, timeout=5):
+        """The kernels' subdirectories go right after their processes are reaped."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                left = os.listdir(self.runtime_dir)
+            except FileNotFoundError:
+                return
+            if not left or time.monotonic() >= deadline:
+                break
+            time.sleep(0.01)
+        if left:
+            raise FunctionalError(f"{what}: {len(left)} entries left in the daemon's kernels "
+                                  f"directory {self.runtime_dir}: {sorted(left)[:5]}")
+
+    def close(self, check=True):
+        try:
+            super().close(check)
+        except BaseException:
+            self._check_leftovers(False)
+            raise
+        self._check_leftovers(check)
+
+    def _check_leftovers(self, check):
+        deadline = time.monotonic() + 5
+        left = [p for p in self.kernel_pids if alive(p)]
+        while left and time.monotonic() < deadline:
+            time.sleep(0.05)
+            left = [p for p in left if alive(p)]
+        for p, _ in left:  # ours (same start time): never leave them running
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if check and left:
+            raise FunctionalError(f"kernel processes {[p for p, _ in left]} outlived the daemon")
+        if check and os.path.lexists(self.runtime_dir):
+            raise FunctionalError(f"the daemon left its kernels directory {self.runtime_dir} "
+                                  f"behind: {os.listdir(self.runtime_dir)[:5]}")
+
+
+class CodeClient:
+    """One keep-alive http.client connection to the bridge for the /code routes."""
+
+    def __init__(self, stack, timeout=120):
+        import http.client
+        self.headers = stack.bridge.headers
+        self.conn = http.client.HTTPConnection("127.0.0.1", stack.bridge.port, timeout=timeout)
+        self.connects = 0
+
+    def close(self):
+        self.conn.close()
+
+    def _send(self, method, path, body=None):
+        if self.conn.sock is None:
+            self.connects += 1
+        h = dict(self.headers)
+        data = None
+        if body is not None:
+            h["Content-Type"] = "application/json"
+            data = json.dumps(body)
+        self.conn.request(method, path, body=data, headers=h)
+        return self.conn.getresponse()
+
+    def create(self, language="python"):
+        """POST /code/context; (id, seconds until the whole 200 answer was read)."""
+        t0 = time.perf_counter()
+        r = self._send("POST", "/code/context", {"language": language})
+        body = r.read()
+        dt = time.perf_counter() - t0
+        if r.status != 200:
+            raise FunctionalError(f"POST /code/context answered {r.status} after {dt:.2f} s: "
+                                  f"{body[:300]!r}")
+        try:
+            o = json.loads(body)
+        except ValueError:
+            o = None
+        if not isinstance(o, dict) or not re.fullmatch(r"[0-9a-f]{32}", str(o.get("id"))) or \
+                o.get("language") != language:
+            raise FunctionalError(f"POST /code/context answered {body[:300]!r}")
+        return o["id"], dt
+
+    def delete(self, cid):
+        t0 = time.perf_counter()
+        r = self._send("DELETE", f"/code/contexts/{cid}")
+        body = r.read()
+        dt = time.perf_counter() - t0
+        if r.status != 200:
+            raise FunctionalError(f"DELETE /code/contexts/{cid} answered {r.status}: "
+                                  f"{body[:300]!r}")
+        return dt
+
+    def list(self, language="python"):
+        r = self._send("GET", f"/code/contexts?language={language}")
+        body = r.read()
+        if r.status != 200:
+            raise FunctionalError(f"GET /code/contexts answered {r.status}: {body[:300]!r}")
+        return json.loads(body)
+
+    def timed_list(self):
+        t0 = time.perf_counter()
+        self.list()
+        return time.perf_counter() - t0
+
+    def run(self, cid, code, expect):
+        """POST /code and read the stream to its end; checks one result whose text is expect
+        (None: no result) and no error. (seconds until execution_complete, seconds until the
+        init event, execution_time of the complete event)."""
+        t0 = time.perf_counter()
+        r = self._send("POST", "/code", {"code": code, "context": {"id": cid}})
+        if r.status != 200:
+            raise FunctionalError(f"POST /code {code!r} answered {r.status}: {r.read()[:300]!r}")
+        if r.getheader("Content-Type", "").split(";")[0] != "text/event-stream":
+            raise FunctionalError(f"POST /code: Content-Type {r.getheader('Content-Type')!r}")
+        events, t_init, t_done = [], None, None
+        while True:
+            line = r.readline()
+            if not line:
+                break
+            if line == b"\n":
+                continue
+            if not line.startswith(b"data: ") or not line.endswith(b"\n"):
+                raise FunctionalError(f"POST /code: bad SSE line {line[:200]!r}")
+            ev = json.loads(line[6:])
+            if t_done is not None:
+                raise FunctionalError(f"POST /code: event after execution_complete: {ev}")
+            events.append(ev)
+            if ev.get("type") == "init" and t_init is None:
+                t_init = time.perf_counter() - t0
+            elif ev.get("type") == "execution_complete":
+                t_done = time.perf_counter() - t0
+        real = [e for e in events if e.get("type") not in ("ping", "status")]
+        results = [e.get("results", {}).get("text") for e in real if e.get("type") == "result"]
+        errors = [e.get("error") for e in real if e.get("type") == "error"]
+        want = [] if expect is None else [expect]
+        if t_done is None or not real or real[0].get("type") != "init" or \
+                real[0].get("text") != cid or errors or results != want:
+            raise FunctionalError(f"POST /code {code!r} in context {cid}: results {results}, "
+                                  f"expected {want}; errors {errors}; event types "
+                                  f"{[e.get('type') for e in events]}")
+        return t_done, t_init, real[-1].get("execution_time")
+
+
+def percent(values, q):
+    return pct(values, q)
+
+
+def delete_quietly(stack, ids):
+    """Best-effort DELETE of contexts on a fresh connection, while another error unwinds (the
+    daemon's SIGTERM would free them too; CodeStack checks no kernel outlives it)."""
+    c = CodeClient(stack, timeout=30)
+    for cid in ids:
+        if not cid:
+            continue
+        try:
+            c.delete(cid)
+        except Exception:  # noqa: BLE001 -- the original error is the one reported
+            c.close()
+            c = CodeClient(stack, timeout=30)
+    c.close()
+
+
+def bench_code_latency(args):
+    n, blocks = 200, 2
+    per = n // blocks
+    t = Table(f"code latency: POST /code \"1+1\" on a warm Python context ({n} sequential "
+              "runs, keep-alive) vs the kernel module alone")
+    load_note(t)
+    http_rtt, http_init, http_exec, direct_rtt, direct_exec = [], [], [], [], []
+    with CodeStack() as stack:
+        c = CodeClient(stack)
+        cid, created = c.create()
+        kernels = stack.note_kernels()
+        t.note(f"context {cid} created in {created:.3f} s; kernel pid(s) {kernels}")
+        try:
+            for i in range(CODE_WARMUP):
+                c.run(cid, "1+1", "2")
+            for b in range(blocks):
+                # Alternate blocks so both see the same machine load.
+                d = jupyter_direct(args, runs=per, warmup=CODE_WARMUP)
+                direct_rtt += [v / 1e6 for v in d["rtt_us"]]
+                direct_exec.append(d["elapsed_ms_median"])
+                for i in range(per):
+                    done, init, exec_ms = c.run(cid, "1+1", "2")
+                    http_rtt.append(done)
+                    http_init.append(init)
+                    http_exec.append(exec_ms)
+                stack.check_alive()
+                t.note(f"block {b + 1}: direct median "
+                       f"{statistics.median(direct_rtt[-per:]) * 1000:.3f} ms, HTTP median "
+                       f"{statistics.median(http_rtt[-per:]) * 1000:.3f} ms")
+            connects = c.connects
+        except BaseException:
+            c.close()
+            delete_quietly(stack, [cid])
+            raise
+        t_del = time.perf_counter()
+        c.delete(cid)
+        c.close()
+        gone = wait_no_kernels(stack, 10, "after DELETE /code/contexts", since=t_del)
+        stack.check_runtime_dir("after DELETE /code/contexts")
+    med, dmed = statistics.median(http_rtt), statistics.median(direct_rtt)
+    over = med - dmed
+    t.row("overhead: HTTP median - direct median", ms(over), "-", "-", "<= 2 ms",
+          over <= 0.002)
+    t.row(f"round trip median (N={n}, {CODE_WARMUP} warm-ups)", ms(med), ms(dmed),
+          f"{med / dmed:.2f}")
+    t.row("round trip p90", ms(percent(http_rtt, 0.9)), ms(percent(direct_rtt, 0.9)),
+          f"{percent(http_rtt, 0.9) / percent(direct_rtt, 0.9):.2f}")
+    t.row("round trip min / max", f"{min(http_rtt) * 1000:.2f}/{max(http_rtt) * 1000:.2f} ms",
+          f"{min(direct_rtt) * 1000:.2f}/{max(direct_rtt) * 1000:.2f} ms")
+    t.row("  of which: request -> init event", ms(statistics.median(http_init)))
+    ex = [v for v in http_exec if isinstance(v, (int, float))]
+    if ex:
+        t.row("execution_time field (ms, median)", f"{statistics.median(ex):.1f} ms",
+              f"{statistics.median(direct_exec):.1f} ms")
+    t.row("results (text \"2\", no error)", f"{n + CODE_WARMUP}/{n + CODE_WARMUP}", "-", "-",
+          "all", True)
+    t.row("TCP connections opened", connects, "1")
+    t.row("DELETE sent -> kernel process gone", ms(gone))
+    t.note(f"HTTP: a Python http.client keep-alive connection; a run is timed from sending "
+           f"POST /code to reading the execution_complete frame (the stream is then read to its "
+           f"end, checked: init first, one result with text \"2\", no error)")
+    t.note(f"baseline: tests/bench/jupyter-direct.c, the daemon's daemon/jupyter.c driven from "
+           f"its own sd-event loop without daemon, D-Bus or bridge: kernel_execute -> complete "
+           f"callback on its own warm kernel ({CODE_WARMUP} warm-ups); {blocks} blocks of {per} "
+           f"runs alternating with the HTTP blocks")
+    t.finish()
+
+
+def bench_context_create(args):
+    n = 5
+    t = Table(f"context creation: POST /code/context {{\"language\":\"python\"}} until the 200 "
+              f"answer ({n} times, each deleted after) vs the kernel's own start-up")
+    load_note(t)
+    created, deleted, gone, direct, direct_free, first_run = [], [], [], [], [], []
+    list_idle, list_after = [], []
+    with CodeStack() as stack:
+        c = CodeClient(stack)
+        try:
+            for _ in range(5):
+                c.timed_list()  # warm the connection and both processes
+            for i in range(n):
+                d = jupyter_direct(args, starts=1, runs=1, warmup=0)
+                direct.append(d["start_ms"][0] / 1000)
+                direct_free.append(d["free_ms"][0] / 1000)
+                cid, dt = c.create()
+                created.append(dt)
+                kernels = stack.note_kernels()
+                if len(kernels) != 1:
+                    raise FunctionalError(f"after POST /code/context the daemon has "
+                                          f"{len(kernels)} child processes: {kernels}")
+                try:
+                    done, _, _ = c.run(cid, "1+1", "2")
+                except BaseException:
+                    delete_quietly(stack, [cid])
+                    raise
+                first_run.append(done)
+                list_idle.append(c.timed_list())
+                t_del = time.perf_counter()
+                deleted.append(c.delete(cid))
+                list_after.append(c.timed_list())
+                gone.append(wait_no_kernels(stack, 10, f"after DELETE (context {i + 1})",
+                                            since=t_del))
+                stack.check_runtime_dir(f"after DELETE (context {i + 1})")
+                stack.check_alive()
+                t.note(f"run {i + 1}: direct start {direct[-1] * 1000:.0f} ms, POST /code/context "
+                       f"{dt * 1000:.0f} ms, first 1+1 {done * 1000:.1f} ms")
+            left = c.list()
+            if left:
+                raise FunctionalError(f"GET /code/contexts still lists {left}")
+        finally:
+            c.close()
+    med, dmed = statistics.median(created), statistics.median(direct)
+    t.row(f"context create median (N={n})", ms(med), ms(dmed), f"{med / dmed:.2f}")
+    t.row("overhead: create median - start median", ms(med - dmed))
+    t.row("overhead: median of paired differences",
+          ms(statistics.median(h - d for h, d in zip(created, direct))))
+    t.row("create min / max", f"{min(created) * 1000:.0f}/{max(created) * 1000:.0f} ms",
+          f"{min(direct) * 1000:.0f}/{max(direct) * 1000:.0f} ms")
+    t.row("first 1+1 on the new context (median)", ms(statistics.median(first_run)))
+    t.row("DELETE answer (median)", ms(statistics.median(deleted)))
+    la, li = statistics.median(list_after), statistics.median(list_idle)
+    t.row("GET /code/contexts right after DELETE", ms(la), ms(li), f"{la / li:.0f}")
+    g, f = statistics.median(gone), statistics.median(direct_free)
+    t.row("DELETE -> kernel gone / kernel_free", ms(g), ms(f), f"{g / f:.2f}")
+    t.row("contexts that ran 1+1 -> \"2\"", f"{n}/{n}", "-", "-", f"{n}/{n}", True)
+    t.note("baseline: tests/bench/jupyter-direct.c timing kernel_start() -> ready callback "
+           "(kernel_info_reply) with the daemon's kernel module and no daemon; one start "
+           "right before each POST /code/context, so both see the same machine load")
+    t.note("no target: a Python kernel's start-up (interpreter + ipykernel imports) dominates; "
+           "with only 5 samples one slow start on a busy machine moves the medians, the paired "
+           "differences (each create minus the direct start just before it) less so")
+    t.note("GET /code/contexts (a daemon round trip) sent right after each DELETE answer, beside "
+           "the same request sent just before the DELETE: the daemon answers DELETE first and "
+           "then frees the kernel (shutdown_request, up to 200 ms for the kernel to exit, then "
+           "SIGKILL) within its main loop, so a large figure is the time that loop is held")
+    t.finish()
+
+
+def bench_contexts_concurrent(args):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    nctx, cells = 20, 10
+    # Kernel start-ups are CPU-bound: all 20 at once on a small machine approach the bridge's
+    # 25 s D-Bus call timeout (and the kernel module's 30 s start timeout) without going faster.
+    create_conc = min(nctx, 4 * (os.cpu_count() or 1))
+    t = Table(f"{nctx} Python contexts, {nctx} client threads x {cells} cells concurrently "
+              f"(sum(range(1000)) + x * k, x set per context)")
+    load_note(t)
+    total = nctx * cells
+    with CodeStack() as stack:
+        dpid = stack.daemon.proc.pid
+        clients = [CodeClient(stack) for _ in range(nctx)]
+        ids = [None] * nctx
+        try:
+            def create(i):
+                ids[i], dt = clients[i].create()
+                return dt
+
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(create_conc) as pool:
+                create_times = list(pool.map(create, range(nctx)))
+            create_wall = time.perf_counter() - t0
+            kernels = stack.note_kernels()
+            if len(kernels) != nctx:
+                raise FunctionalError(f"{nctx} contexts but {len(kernels)} processes below the "
+                                      f"daemon: {kernels}")
+            for i in range(nctx):  # the per-context variable, untimed
+                clients[i].run(ids[i], f"x = {i}", None)
+            stack.check_alive()
+
+            lat = [[] for _ in range(nctx)]
+            errors = []
+            barrier = threading.Barrier(nctx + 1)
+
+            def worker(i):
+                try:
+                    barrier.wait(60)
+                    for k in range(1, cells + 1):
+                        done, _, _ = clients[i].run(ids[i], f"sum(range(1000)) + x * {k}",
+                                                    str(499500 + i * k))
+                        lat[i].append(done)
+                except Exception as e:  # noqa: BLE001 -- reported below
+                    errors.append(f"context {i}: {type(e).__name__}: {e}")
+
+            threads = [threading.Thread(target=worker, args=(i,)) for i in range(nctx)]
+            for th in threads:
+                th.start()
+            cpu0 = {"daemon": cpu_seconds(dpid), "bridge": cpu_seconds(stack.bridge.proc.pid),
+                    "dbus-daemon": cpu_seconds(stack.bus.proc.pid),
+                    "kernels": sum(cpu_seconds(p) for p in kernels)}
+            barrier.wait(60)
+            t0 = time.perf_counter()
+            for th in threads:
+                th.join(300)
+            wall = time.perf_counter() - t0
+            if any(th.is_alive() for th in threads):
+                raise FunctionalError("client threads still running after 300 s")
+            cpu1 = {"daemon": cpu_seconds(dpid), "bridge": cpu_seconds(stack.bridge.proc.pid),
+                    "dbus-daemon": cpu_seconds(stack.bus.proc.pid),
+                    "kernels": sum(cpu_seconds(p) for p in kernels)}
+            if errors:
+                raise FunctionalError(f"{len(errors)} of {nctx} clients failed: "
+                                      + "; ".join(errors[:5]))
+            stack.check_alive()
+            # The variable survived in every context.
+            for i in range(nctx):
+                clients[i].run(ids[i], "x", str(i))
+        except BaseException:
+            for cl in clients:
+                cl.close()
+            delete_quietly(stack, ids)
+            raise
+        t_del = time.perf_counter()
+        del_times = [clients[0].delete(ids[i]) for i in range(nctx)]
+        del_wall = time.perf_counter() - t_del
+        for cl in clients:
+            cl.close()
+        gone = wait_no_kernels(stack, 20, f"after deleting {nctx} contexts",
+                               since=t_del + del_wall)
+        stack.check_runtime_dir(f"after deleting {nctx} contexts")
+        c = CodeClient(stack)
+        left = c.list()
+        c.close()
+        if left:
+            raise FunctionalError(f"GET /code/contexts still lists {left}")
+        d = jupyter_direct(args, runs=50, warmup=CODE_WARMUP, code="sum(range(1000)) + 1",
+                           expect="499501")
+    all_lat = [v for lv in lat for v in lv]
+    cpu = {k: (cpu1[k] - cpu0[k]) / total for k in cpu0}
+    t.row(f"cells correct ({nctx} x {cells}, + x after)", f"{total}/{total}", "-", "-",
+          f"{total}/{total}", True)
+    t.row("cells per second (all threads)", f"{total / wall:.1f}/s")
+    t.row("wall time of the concurrent phase", f"{wall:.3f} s")
+    dmed = statistics.median(d["rtt_us"]) / 1e6
+    t.row("per-cell latency median", ms(statistics.median(all_lat)), ms(dmed),
+          f"{statistics.median(all_lat) / dmed:.2f}")
+    t.row("per-cell latency p90 / max", f"{percent(all_lat, 0.9) * 1000:.1f}/"
+          f"{max(all_lat) * 1000:.1f} ms")
+    kc = cpu["kernels"]
+    t.row("daemon CPU per cell (vs kernels')", f"{cpu['daemon'] * 1000:.3f} ms",
+          f"{kc * 1000:.3f} ms", f"{cpu['daemon'] / kc:.2f}" if kc > 0 else "-")
+    t.row("bridge CPU per cell", f"{cpu['bridge'] * 1000:.3f} ms")
+    t.row("dbus-daemon CPU per cell", f"{cpu['dbus-daemon'] * 1000:.3f} ms")
+    t.row(f"create {nctx} contexts, {create_conc} at a time (wall)", f"{create_wall:.2f} s")
+    t.row("  per create median / max", f"{statistics.median(create_times):.2f}/"
+          f"{max(create_times):.2f} s")
+    t.row(f"delete {nctx} contexts (sequential, wall)", f"{del_wall:.3f} s")
+    t.row("  per DELETE median / max", f"{statistics.median(del_times) * 1000:.0f}/"
+          f"{max(del_times) * 1000:.0f} ms")
+    t.row("  then until no kernel process was left", f"{gone:.3f} s")
+    t.row("kernel processes left / contexts listed", "0 / 0", "-", "-", "0 / 0", True)
+    t.note(f"CPU: utime + stime from /proc/PID/stat over the concurrent phase, divided by its "
+           f"{total} cells; kernels = the {nctx} processes below the daemon (CLK_TCK "
+           f"{os.sysconf('SC_CLK_TCK')} granularity)")
+    t.note(f"latency baseline: execd-jupyter-direct, the same kind of cell on one warm kernel, "
+           f"sequential and uncontended (measured after the contexts were deleted); the "
+           f"clients are Python threads in one process on {os.cpu_count()} CPUs shared with "
+           f"the {nctx} kernels, the daemon and the bridge")
+    t.finish()
+
+
 BENCHMARKS = {
     "latency": bench_latency,
     "throughput": bench_throughput,
@@ -1384,6 +1919,9 @@ BENCHMARKS = {
     "download": bench_download,
     "upload": bench_upload,
     "smallfiles": bench_smallfiles,
+    "code_latency": bench_code_latency,
+    "context_create": bench_context_create,
+    "contexts_concurrent": bench_contexts_concurrent,
 }
 
 
@@ -1394,10 +1932,11 @@ def main():
     p.add_argument("--client", default=os.path.join(build_bench, "execd-bench-client"))
     p.add_argument("--baseline", default=os.path.join(build_bench, "execd-bench-baseline"))
     p.add_argument("--mini-soup-server", default=os.path.join(build_bench, "mini-soup-server"))
+    p.add_argument("--jupyter-direct", default=os.path.join(build_bench, "execd-jupyter-direct"))
     args = p.parse_args()
 
     for exe in (harness.DAEMON, harness.BRIDGE, args.client, args.baseline,
-                args.mini_soup_server):
+                args.mini_soup_server, args.jupyter_direct):
         if not os.access(exe, os.X_OK):
             print(f"FUNCTIONAL ERROR: {exe} is missing; build the tree first", flush=True)
             return 1
