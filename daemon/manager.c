@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include <dirent.h>
 #include <grp.h>
 #include <limits.h>
 #include <malloc.h>
@@ -734,6 +735,33 @@ void manager_stop(Manager *m) {
                                           m->config.kill_grace_usec, TIMER_ACCURACY_USEC, on_stop_timer, m);
 }
 
+/* Directories of daemons that died without cleaning up (kernels-PID with no such process). */
+static void remove_stale_runtime_dirs(const char *parent) {
+        DIR *d = opendir(parent);
+        struct dirent *de;
+
+        if (!d)
+                return;
+        while ((de = readdir(d))) {
+                sd_bus_error ignored = SD_BUS_ERROR_NULL;
+                _cleanup_(freep) char *path = NULL;
+                char *end;
+                long pid;
+
+                if (strncmp(de->d_name, "kernels-", 8) != 0)
+                        continue;
+                pid = strtol(de->d_name + 8, &end, 10);
+                if (*end || pid <= 0 || (kill((pid_t) pid, 0) == 0 || errno != ESRCH))
+                        continue;
+                if (asprintf(&path, "%s/%s", parent, de->d_name) < 0)
+                        break;
+                if (files_remove_tree(path, &ignored) >= 0)
+                        log_debug("removed %s, left by a daemon that is gone", path);
+                sd_bus_error_free(&ignored);
+        }
+        closedir(d);
+}
+
 /* Kernels need a directory for their connection files and ipc sockets: the service's runtime
  * directory, else /run/execd (root) or $XDG_RUNTIME_DIR/execd; one per daemon inside it. It
  * is 0711 so a kernel running as another user can reach its own 0700 subdirectory. */
@@ -754,6 +782,7 @@ static int manager_make_runtime_dir(Manager *m) {
                 return -ENOMEM;
         if (mkdir(parent, 0711) < 0 && errno != EEXIST)
                 return log_error_errno(errno, "Cannot create %s: %m", parent);
+        remove_stale_runtime_dirs(parent);
         if (asprintf(&dir, "%s/kernels-%d", parent, (int) getpid()) < 0)
                 return -ENOMEM;
         if (mkdir(dir, 0711) < 0 && errno != EEXIST) {
