@@ -8,13 +8,14 @@
  * ZMQ_EVENTS has ZMQ_POLLIN, and every send (which may swallow the edge) schedules a deferred
  * re-check of all sockets, as does a drain that stopped early to let other sources run.
  *
- * Memory: nothing is queued here; each message is handed to the callbacks as it arrives. Frames
- * larger than MSG_SIZE_MAX make libzmq drop the connection (ZMQ_MAXMSGSIZE), which reconnects by
- * itself: the message is lost, and a run whose idle status was lost with it completes
- * IDLE_GRACE_USEC after its execute_reply. */
+ * Memory: nothing is queued here; each message is handed to the callbacks as it arrives. An iopub
+ * frame larger than MSG_SIZE_MAX makes libzmq drop the connection (ZMQ_MAXMSGSIZE) instead of
+ * buffering it. libzmq 4.3 takes that for a protocol error and never reconnects, so a socket
+ * monitor watches iopub for disconnections and the socket is then made anew. What was published
+ * in between is lost; a run whose idle status went with it completes IDLE_GRACE_USEC after its
+ * execute_reply. Shell and control carry only small replies and have no limit. */
 #include <dirent.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -46,7 +47,6 @@
 #define START_TIMEOUT_USEC (30 * USEC_PER_SEC)
 #define HB_INTERVAL_USEC (3 * USEC_PER_SEC)
 #define HB_MAX_MISSED 3
-#define SHUTDOWN_WAIT_MSEC 200
 #define IDLE_GRACE_USEC (5 * USEC_PER_SEC)
 /* Messages per socket per wake-up before other event sources get a turn. */
 #define MSGS_PER_DISPATCH 64
@@ -57,10 +57,11 @@
 #define KEY_BYTES 32
 #define UUID_MAX SD_ID128_UUID_STRING_MAX
 
-enum { SOCK_SHELL, SOCK_CONTROL, SOCK_IOPUB, SOCK_HB, _SOCK_MAX };
-static const char *const sock_name[_SOCK_MAX] = { "shell", "control", "iopub", "hb" };
+/* SOCK_MONITOR receives the iopub socket's disconnection events. */
+enum { SOCK_SHELL, SOCK_CONTROL, SOCK_IOPUB, SOCK_HB, SOCK_MONITOR, _SOCK_MAX };
+static const char *const sock_name[_SOCK_MAX] = { "shell", "control", "iopub", "hb", "iopub monitor" };
 /* Ports with the ipc transport are just suffixes of the path: <ip>-<port>. stdin gets 3. */
-static const int sock_port[_SOCK_MAX] = { 1, 4, 2, 5 };
+static const int sock_port[_SOCK_MAX] = { 1, 4, 2, 5, 0 };
 #define STDIN_PORT 3
 
 typedef enum { KERNEL_STARTING, KERNEL_READY, KERNEL_DEAD } KernelState;
@@ -90,6 +91,7 @@ struct Kernel {
         void *sock[_SOCK_MAX];
         sd_event_source *sock_source[_SOCK_MAX];
         sd_event_source *recheck_source;
+        bool iopub_lost;        /* the monitor saw iopub disconnect: make it anew */
 
         sd_event_source *start_timer;
         uint64_t start_usec;
@@ -362,7 +364,8 @@ static int on_idle_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         /* The reply came but its idle status never did (dropped by a full or reconnecting iopub). */
         k->idle_timer = sd_event_source_disable_unref(k->idle_timer);
         if (k->running && k->got_reply) {
-                log_debug("kernel %d: no idle status for run %s, completing on the reply", (int) k->pid, k->run_msg_id);
+                log_debug("kernel %d: no idle status for run %s, completing on the reply",
+                          (int) k->pid, k->run_msg_id);
                 k->got_idle = true;
                 kernel_run_maybe_finish(k);
         }
@@ -384,6 +387,14 @@ static void kernel_run_died(Kernel *k, const char *why) {
 /* ---- life and death ---- */
 
 static void kernel_close_socket(Kernel *k, int i) {
+        if (i == SOCK_IOPUB) {
+                /* Stop the monitor before closing its reader: libzmq's I/O thread sends monitor
+                 * events blocking, and with no reader it would hang there for good, and every
+                 * socket of the context with it. */
+                if (k->sock[i])
+                        (void) zmq_socket_monitor(k->sock[i], NULL, 0);
+                kernel_close_socket(k, SOCK_MONITOR);
+        }
         k->sock_source[i] = sd_event_source_disable_unref(k->sock_source[i]);
         if (k->sock[i]) {
                 (void) zmq_close(k->sock[i]);
@@ -508,7 +519,8 @@ static void kernel_check_ready(Kernel *k) {
         k->start_timer = sd_event_source_disable_unref(k->start_timer);
         (void) sd_event_source_set_time_relative(k->hb_timer, HB_INTERVAL_USEC);
         (void) sd_event_source_set_enabled(k->hb_timer, SD_EVENT_ON);
-        log_debug("kernel %d ready after %" PRIu64 " ms", (int) k->pid, (now_usec() - k->start_usec) / USEC_PER_MSEC);
+        log_debug("kernel %d ready after %" PRIu64 " ms", (int) k->pid,
+                  (now_usec() - k->start_usec) / USEC_PER_MSEC);
         if (k->cb.ready)
                 k->cb.ready(k, 0, NULL, k->userdata);
 }
@@ -571,7 +583,8 @@ static void kernel_handle_message(Kernel *k, int i, zmq_msg_t *frames, size_t n)
                 return;
         }
         if (!verify(k->key, frames + d + 1)) {
-                log_warning("kernel %d: message with a bad signature on %s dropped", (int) k->pid, sock_name[i]);
+                log_warning("kernel %d: message with a bad signature on %s dropped",
+                            (int) k->pid, sock_name[i]);
                 return;
         }
         hp = json_parser_new_immutable();
@@ -648,6 +661,12 @@ static int kernel_recv(Kernel *k, int i) {
         if (i == SOCK_HB) {
                 k->hb_waiting = false;
                 k->hb_missed = 0;
+        } else if (i == SOCK_MONITOR) {
+                uint16_t event = 0;
+                if (zmq_msg_size(&frames[0]) >= sizeof event)
+                        memcpy(&event, zmq_msg_data(&frames[0]), sizeof event);
+                if (event == ZMQ_EVENT_DISCONNECTED)
+                        k->iopub_lost = true;
         } else
                 kernel_handle_message(k, i, frames, n);
 out:
@@ -666,7 +685,8 @@ static void kernel_drain(Kernel *k, int i) {
                 if (zmq_getsockopt(k->sock[i], ZMQ_EVENTS, &events, &len) < 0) {
                         if (errno == EINTR)
                                 continue;
-                        log_warning_errno(errno, "kernel %d: ZMQ_EVENTS on %s failed: %m", (int) k->pid, sock_name[i]);
+                        log_warning_errno(errno, "kernel %d: ZMQ_EVENTS on %s failed: %m",
+                                          (int) k->pid, sock_name[i]);
                         return;
                 }
                 if (!(events & ZMQ_POLLIN))
@@ -677,10 +697,31 @@ static void kernel_drain(Kernel *k, int i) {
                 }
                 r = kernel_recv(k, i);
                 if (r < 0 && r != -EAGAIN) {
-                        log_warning_errno(r, "kernel %d: receiving on %s failed: %m", (int) k->pid, sock_name[i]);
+                        log_warning_errno(r, "kernel %d: receiving on %s failed: %m",
+                                          (int) k->pid, sock_name[i]);
                         return;
                 }
         }
+}
+
+static int kernel_open_socket(Kernel *k, int i);
+
+static void kernel_maybe_reopen_iopub(Kernel *k) {
+        int r;
+
+        if (!k->iopub_lost || k->freed || k->state == KERNEL_DEAD)
+                return;
+        k->iopub_lost = false;
+        /* A dead kernel disconnects too: that is reported as its death, not here. */
+        if (kernel_reap(k) || k->freed || k->state == KERNEL_DEAD)
+                return;
+        log_warning("kernel %d: iopub connection lost (a message over %" PRIi64 " MiB?), reconnecting",
+                    (int) k->pid, MSG_SIZE_MAX >> 20);
+        kernel_close_socket(k, SOCK_IOPUB);
+        r = kernel_open_socket(k, SOCK_IOPUB);
+        if (r < 0)
+                log_warning_errno(r, "kernel %d: cannot reopen iopub: %m", (int) k->pid);
+        kernel_schedule_recheck(k);
 }
 
 static int on_socket(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
@@ -692,6 +733,7 @@ static int on_socket(sd_event_source *s, int fd, uint32_t revents, void *userdat
                         kernel_drain(k, i);
                         break;
                 }
+        kernel_maybe_reopen_iopub(k);
         return 0;
 }
 
@@ -701,14 +743,16 @@ static int on_recheck(sd_event_source *s, void *userdata) {
 
         for (int i = 0; i < _SOCK_MAX && !k->freed; i++)
                 kernel_drain(k, i);
+        kernel_maybe_reopen_iopub(k);
         return 0;
 }
 
 /* ---- sockets ---- */
 
 static int kernel_open_socket(Kernel *k, int i) {
-        static const int types[_SOCK_MAX] = { ZMQ_DEALER, ZMQ_DEALER, ZMQ_SUB, ZMQ_REQ };
-        char endpoint[sizeof(((struct sockaddr_un *) NULL)->sun_path) + 16];
+        static const int types[_SOCK_MAX] = { ZMQ_DEALER, ZMQ_DEALER, ZMQ_SUB, ZMQ_REQ, ZMQ_PAIR };
+        static unsigned n_monitors;
+        char endpoint[sizeof(((struct sockaddr_un *) NULL)->sun_path) + 64];
         int linger = 0, reconnect = 50, fd, r;
         int64_t max = MSG_SIZE_MAX;
         size_t len = sizeof fd;
@@ -721,7 +765,7 @@ static int kernel_open_socket(Kernel *k, int i) {
             /* Kernels bind late; retry sooner than the default 100 ms. */
             zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &reconnect, sizeof reconnect) < 0)
                 goto fail;
-        if (i != SOCK_HB && zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max, sizeof max) < 0)
+        if (i == SOCK_IOPUB && zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max, sizeof max) < 0)
                 goto fail;
         if (types[i] == ZMQ_DEALER) {
                 char id[UUID_MAX];
@@ -735,7 +779,10 @@ static int kernel_open_socket(Kernel *k, int i) {
         }
         if (types[i] == ZMQ_SUB && zmq_setsockopt(s, ZMQ_SUBSCRIBE, "", 0) < 0)
                 goto fail;
-        (void) snprintf(endpoint, sizeof endpoint, "ipc://%s-%d", k->ip, sock_port[i]);
+        if (i == SOCK_MONITOR)
+                (void) snprintf(endpoint, sizeof endpoint, "inproc://execd-iopub-monitor-%u", n_monitors);
+        else
+                (void) snprintf(endpoint, sizeof endpoint, "ipc://%s-%d", k->ip, sock_port[i]);
         if (zmq_connect(s, endpoint) < 0 || zmq_getsockopt(s, ZMQ_FD, &fd, &len) < 0)
                 goto fail;
         r = sd_event_add_io(k->event, &k->sock_source[i], fd, EPOLLIN, on_socket, k);
@@ -745,6 +792,21 @@ static int kernel_open_socket(Kernel *k, int i) {
         }
         (void) sd_event_source_set_description(k->sock_source[i], sock_name[i]);
         k->sock[i] = s;
+
+        if (i == SOCK_IOPUB) {
+                /* The monitor's endpoint is bound by zmq_socket_monitor(), before we connect. */
+                (void) snprintf(endpoint, sizeof endpoint, "inproc://execd-iopub-monitor-%u", ++n_monitors);
+                if (zmq_socket_monitor(s, endpoint, ZMQ_EVENT_DISCONNECTED) < 0) {
+                        r = -errno;
+                        kernel_close_socket(k, i);
+                        return r;
+                }
+                r = kernel_open_socket(k, SOCK_MONITOR);
+                if (r < 0) {
+                        kernel_close_socket(k, i);
+                        return r;
+                }
+        }
         return 0;
 fail:
         r = -errno;
@@ -790,13 +852,16 @@ static int on_start_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         if (k->state != KERNEL_STARTING)
                 return 0;
         if (now_usec() - k->start_usec >= START_TIMEOUT_USEC) {
-                kernel_end_start(k, -ETIMEDOUT, "kernel did not answer within 30 s");
+                kernel_end_start(k, -ETIMEDOUT,
+                                 !k->got_info_reply ? "kernel did not answer within 30 s" :
+                                 "kernel answered, but its iopub channel stayed silent for 30 s");
                 return 0;
         }
         /* Requests queue until the kernel binds; repeating them covers one lost on the way, and
          * their iopub status messages show when the subscription is through. */
         (void) kernel_send(k, SOCK_SHELL, "kernel_info_request", "{}", NULL);
-        (void) sd_event_source_set_time_relative(s, k->got_info_reply ? IOPUB_NUDGE_USEC : KERNEL_INFO_RESEND_USEC);
+        (void) sd_event_source_set_time_relative(s, k->got_info_reply ? IOPUB_NUDGE_USEC
+                                                                      : KERNEL_INFO_RESEND_USEC);
         (void) sd_event_source_set_enabled(s, SD_EVENT_ON);
         return 0;
 }
@@ -987,6 +1052,7 @@ typedef struct ChildArgs {
         const char *path;
         char **argv, **envp;
         const char *cwd;
+        const struct rlimit *nofile;
         bool set_user;
         uid_t uid;
         gid_t gid;
@@ -1011,6 +1077,8 @@ _Noreturn static void child_exec(const ChildArgs *a) {
                 goto fail;
         if (fcntl(3, F_SETFD, FD_CLOEXEC) < 0 || close_range(4, ~0U, 0) < 0)
                 goto fail;
+        if (a->nofile)
+                (void) setrlimit(RLIMIT_NOFILE, a->nofile);
         if (a->set_user) {
                 if (syscall(SYS_setgroups, (size_t) 1, &a->gid) < 0 ||
                     syscall(SYS_setresgid, a->gid, a->gid, a->gid) < 0 ||
@@ -1092,24 +1160,14 @@ static void kernel_unlink(Kernel *k) {
         k->prev = k->next = NULL;
 }
 
-/* Ask it to leave, give it SHUTDOWN_WAIT_MSEC, then kill its group, and reap it. */
+/* A kernel keeps nothing worth a graceful shutdown, and ipykernel takes over a second to honour
+ * shutdown_request: waiting for it would stall the daemon's loop. The whole group is killed and
+ * the leader reaped at once. */
 static void kernel_stop_process(Kernel *k) {
         siginfo_t si;
 
         if (k->reaped || k->pid <= 0)
                 return;
-        if (k->state == KERNEL_READY &&
-            kernel_send(k, SOCK_CONTROL, "shutdown_request", "{\"restart\":false}", NULL) >= 0) {
-                struct pollfd p = { .fd = k->pidfd, .events = POLLIN };
-                uint64_t end = now_usec() + SHUTDOWN_WAIT_MSEC * USEC_PER_MSEC;
-
-                /* The pidfd turns readable when the process exits. */
-                for (uint64_t now; (now = now_usec()) < end;) {
-                        int r = poll(&p, 1, (int) ((end - now + USEC_PER_MSEC - 1) / USEC_PER_MSEC));
-                        if (r > 0 || (r < 0 && errno != EINTR))
-                                break;
-                }
-        }
         (void) kill(-k->pid, SIGKILL);
         for (;;) {
                 si = (siginfo_t) {};
@@ -1134,7 +1192,6 @@ Kernel *kernel_free(Kernel *k) {
         for (int i = 0; i < _SOCK_MAX; i++)
                 k->sock_source[i] = sd_event_source_disable_unref(k->sock_source[i]);
 
-        /* The sockets stay open while we wait: with linger 0 closing them drops the request. */
         kernel_stop_process(k);
         kernel_close_channels(k);
         k->pidfd = safe_close(k->pidfd);
@@ -1228,14 +1285,14 @@ int kernel_start(sd_event *event, const KernelSpec *spec, const KernelOptions *o
         if (r < 0)
                 return r;
         (void) sd_event_source_set_enabled(k->recheck_source, SD_EVENT_OFF);
-        for (int i = 0; i < _SOCK_MAX; i++) {
+        for (int i = 0; i < SOCK_MONITOR; i++) {
                 r = kernel_open_socket(k, i);
                 if (r < 0)
                         return r;
         }
 
         a = (ChildArgs) {
-                .path = path, .argv = argv, .envp = envp, .cwd = opts->cwd,
+                .path = path, .argv = argv, .envp = envp, .cwd = opts->cwd, .nofile = opts->nofile,
                 .set_user = opts->set_user, .uid = opts->uid, .gid = opts->gid,
         };
         k->start_usec = now_usec();
@@ -1253,7 +1310,8 @@ int kernel_start(sd_event *event, const KernelSpec *spec, const KernelOptions *o
                                        on_start_timer, k);
         if (r < 0)
                 return r;
-        r = sd_event_add_time_relative(event, &k->hb_timer, CLOCK_MONOTONIC, HB_INTERVAL_USEC, 0, on_hb_timer, k);
+        r = sd_event_add_time_relative(event, &k->hb_timer, CLOCK_MONOTONIC, HB_INTERVAL_USEC, 0,
+                                       on_hb_timer, k);
         if (r < 0)
                 return r;
         (void) sd_event_source_set_enabled(k->hb_timer, SD_EVENT_OFF);

@@ -4,6 +4,7 @@
 #include <json-glib/json-glib.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <systemd/sd-event.h>
 
@@ -46,6 +47,8 @@ typedef struct KernelOptions {
         bool set_user;            /* optional: run the kernel as this user (groups: just gid) */
         uid_t uid;
         gid_t gid;
+        const struct rlimit *nofile; /* optional: RLIMIT_NOFILE for the kernel (the daemon's
+                                        own is usually raised) */
 } KernelOptions;
 
 /* Spawn the kernel; ready() reports the outcome later. Fails synchronously (no callback) on
@@ -58,7 +61,7 @@ int kernel_execute(Kernel *k, const char *code, const KernelRunCallbacks *cb, vo
 /* interrupt_request on the control channel when the spec says "message", else SIGINT to the
  * kernel's process group. -ENOTCONN when the kernel is not running. */
 int kernel_interrupt(Kernel *k);
-/* shutdown_request, up to 200 ms for the kernel to exit, then SIGKILL to its process group;
+/* SIGKILL to the kernel's process group (a kernel keeps nothing worth a graceful shutdown);
  * reaps it, closes the sockets and removes the kernel's runtime subdirectory. Callbacks never
  * fire after this. Safe to call from within any callback. */
 Kernel *kernel_free(Kernel *k);
