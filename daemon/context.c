@@ -490,12 +490,9 @@ static int method_interrupt(sd_bus_message *msg, void *userdata, sd_bus_error *e
 }
 
 static int method_delete(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        Context *c = userdata;
-        int k;
-
-        k = sd_bus_reply_method_return(msg, NULL);
-        context_free(c);
-        return k;
+        /* Gone before the answer: whoever reads the reply finds no kernel and no files left. */
+        context_free(userdata);
+        return sd_bus_reply_method_return(msg, NULL);
 }
 
 static int method_read_events(sd_bus_message *msg, void *userdata, sd_bus_error *error) {

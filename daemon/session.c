@@ -179,12 +179,8 @@ static int method_interrupt(sd_bus_message *msg, void *userdata, sd_bus_error *e
 }
 
 static int method_delete(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        Session *s = userdata;
-        int k;
-
-        k = sd_bus_reply_method_return(msg, NULL);
-        session_free(s);
-        return k;
+        session_free(userdata);
+        return sd_bus_reply_method_return(msg, NULL);
 }
 
 static int property_get_cwd(sd_bus *bus, const char *path, const char *interface, const char *property,
