@@ -562,8 +562,10 @@ def test_interrupt_reports_signal(sess):
     wait_pids(c, path, 1)
     c.call(spath, SESSION_IFACE, "Interrupt")
     _o, exited, _e = c.wait_exit(path, timeout=5)
-    assert exited == (-1, 15, False)
-    assert c.get(path, "Error") == "signal: terminated"
+    # SIGTERM ends it; on a loaded machine the shell's EXIT trap (the state dump) can still be
+    # running when the grace period sends SIGKILL. Either way it ends as a signal, not an exit.
+    assert exited in ((-1, 15, False), (-1, 9, False)), exited
+    assert c.get(path, "Error") == ("signal: terminated" if exited[1] == 15 else "signal: killed")
 
 
 def test_interrupt_every_running_command(sess):
