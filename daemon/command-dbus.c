@@ -233,10 +233,7 @@ int command_node_enumerator(sd_bus *bus, const char *path, void *userdata, char 
         if (!l)
                 return -ENOMEM;
         for (Command *c = m->commands_head; c; c = c->next) {
-                sd_bus_error ignored = SD_BUS_ERROR_NULL;
-                bool visible = manager_caller_may_access(m, c->owner_uid, &ignored);
-
-                sd_bus_error_free(&ignored);
+                bool visible = manager_caller_sees(m, c->owner_uid);
                 if (!visible)
                         continue;
                 l[k] = strdup(c->path);

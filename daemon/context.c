@@ -620,10 +620,7 @@ int context_node_enumerator(sd_bus *bus, const char *path, void *userdata, char 
         if (!l)
                 return -ENOMEM;
         for (Context *c = m->contexts; c && k < m->n_contexts; c = c->next) {
-                sd_bus_error ignored = SD_BUS_ERROR_NULL;
-                bool visible = manager_caller_may_access(m, c->owner_uid, &ignored);
-
-                sd_bus_error_free(&ignored);
+                bool visible = manager_caller_sees(m, c->owner_uid);
                 if (!visible)
                         continue;
                 l[k] = strdup(c->path);
@@ -773,18 +770,12 @@ int method_list_contexts(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         if (k >= 0)
                 k = sd_bus_message_open_container(reply, 'a', "(ss)");
         for (Context *c = m->contexts; k >= 0 && c; c = c->next) {
-                sd_bus_error ignored = SD_BUS_ERROR_NULL;
-                bool visible = manager_caller_may_access(m, c->owner_uid, &ignored);
-
-                sd_bus_error_free(&ignored);
+                bool visible = manager_caller_sees(m, c->owner_uid);
                 if (visible && (!*language || strcasecmp(language, c->language) == 0))
                         k = sd_bus_message_append(reply, "(ss)", c->id, c->language);
         }
         for (Session *s = m->sessions; k >= 0 && s; s = s->next) {
-                sd_bus_error ignored = SD_BUS_ERROR_NULL;
-                bool visible = s->language && manager_caller_may_access(m, s->owner_uid, &ignored);
-
-                sd_bus_error_free(&ignored);
+                bool visible = s->language && manager_caller_sees(m, s->owner_uid);
                 if (visible && (!*language || strcasecmp(language, s->language) == 0))
                         k = sd_bus_message_append(reply, "(ss)", s->id, s->language);
         }

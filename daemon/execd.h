@@ -220,6 +220,8 @@ int manager_new(sd_event *event, sd_bus *bus, const Config *config, Manager **re
 Manager *manager_free(Manager *m);
 int manager_caller_uid(Manager *m, sd_bus_message *msg, uid_t *ret);
 bool manager_caller_may_access(Manager *m, uid_t owner_uid, sd_bus_error *error);
+/* The same, for listings: whether the current caller may see an object of owner_uid. */
+bool manager_caller_sees(Manager *m, uid_t owner_uid);
 void manager_command_finished(Manager *m, Command *c);
 void manager_check_backpressure(Manager *m);
 void manager_stop(Manager *m);

@@ -106,6 +106,14 @@ bool manager_caller_may_access(Manager *m, uid_t owner_uid, sd_bus_error *error)
         return false;
 }
 
+bool manager_caller_sees(Manager *m, uid_t owner_uid) {
+        sd_bus_error ignored = SD_BUS_ERROR_NULL;
+        bool visible = manager_caller_may_access(m, owner_uid, &ignored);
+
+        sd_bus_error_free(&ignored);
+        return visible;
+}
+
 typedef struct RunOptions {
         char *cwd;
         char **envs; /* name, value, name, value, ..., NULL */
@@ -432,10 +440,7 @@ static int method_list_sessions(sd_bus_message *msg, void *userdata, sd_bus_erro
         if (k >= 0)
                 k = sd_bus_message_open_container(reply, 'a', "o");
         for (Session *s = m->sessions; k >= 0 && s; s = s->next) {
-                sd_bus_error ignored = SD_BUS_ERROR_NULL;
-                bool visible = manager_caller_may_access(m, s->owner_uid, &ignored);
-
-                sd_bus_error_free(&ignored);
+                bool visible = manager_caller_sees(m, s->owner_uid);
                 if (visible)
                         k = sd_bus_message_append(reply, "o", s->path);
         }

@@ -256,10 +256,7 @@ int session_node_enumerator(sd_bus *bus, const char *path, void *userdata, char 
         if (!l)
                 return -ENOMEM;
         for (Session *s = m->sessions; s; s = s->next) {
-                sd_bus_error ignored = SD_BUS_ERROR_NULL;
-                bool visible = manager_caller_may_access(m, s->owner_uid, &ignored);
-
-                sd_bus_error_free(&ignored);
+                bool visible = manager_caller_sees(m, s->owner_uid);
                 if (!visible || k >= m->n_sessions)
                         continue;
                 l[k] = strdup(s->path);
