@@ -15,6 +15,7 @@
 
 #include "errors.h"
 #include "execd.h"
+#include "environment.h"
 #include "jupyter.h"
 #include "log.h"
 #include "macro.h"
@@ -131,6 +132,8 @@ static void command_finish(Command *c) {
         /* Before Exited: a client's next run must see this run's directory and variables. */
         if (c->session)
                 session_run_finished(c->session, c);
+        if (c->environment || c->execute_reply)
+                environment_execute_finished(c);
         command_send_exited(c);
         manager_command_finished(c->manager, c);
 }
@@ -399,6 +402,14 @@ _Noreturn static void child_exec(const CommandSpec *spec, const char *shell, int
         /* The daemon raised its own descriptor limit; commands get the limit it started with. */
         if (spec->nofile)
                 (void) setrlimit(RLIMIT_NOFILE, spec->nofile);
+        if (spec->env_limits) {
+                /* A task environment's share of the host (per uid for processes). */
+                static const struct rlimit nproc = { 512, 512 }, fsize = { 4ULL << 30, 4ULL << 30 },
+                                           cpu = { 900, 900 };
+                if (setrlimit(RLIMIT_NPROC, &nproc) < 0 || setrlimit(RLIMIT_FSIZE, &fsize) < 0 ||
+                    setrlimit(RLIMIT_CPU, &cpu) < 0)
+                        goto fail;
+        }
 
         if (spec->set_user) {
                 if (syscall(SYS_setgroups, (size_t) spec->n_groups, spec->groups) < 0 ||
@@ -611,6 +622,10 @@ Command *command_free(Command *c) {
         sd_event_source_disable_unref(c->state_source);
         safe_close(c->state_fd);
         free(c->state);
+        if (c->execute_reply) {
+                (void) sd_bus_reply_method_errorf(c->execute_reply, EXECD_ERROR_BUSY, "The daemon is shutting down");
+                sd_bus_message_unref(c->execute_reply);
+        }
         safe_close(c->pidfd);
         owner_unref(c->owner);
         ring_clear(&c->ring);

@@ -33,6 +33,10 @@ static void help(void) {
                  "     --kill-grace-ms=N    SIGKILL this long after SIGTERM (default 3000)\n"
                  "     --cgroup-dir=DIR     Read cgroup v2 limits and usage from DIR (default: our own\n"
                  "                          cgroup; \"none\": report the host)\n"
+                 "     --state-dir=DIR      Keep task environments here (default /var/lib/execd as root)\n"
+                 "     --env-uid-min=N      First uid for task environments (default 600000)\n"
+                 "     --env-uid-max=N      Last uid for task environments (default 665535)\n"
+                 "     --env-output-max=N   Bytes of output an execute returns (default 1048576)\n"
                  "  -v --verbose            Log debug messages\n"),
                program_invocation_short_name);
 }
@@ -52,7 +56,8 @@ static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
 static int parse_args(int argc, char *argv[], BusKind *bus_kind, const char **address, Config *config,
                       int *log_level) {
         enum { ARG_VERSION = 0x100, ARG_SYSTEM, ARG_SESSION, ARG_ADDRESS, ARG_RING, ARG_RETAIN_SEC,
-               ARG_RETAIN_COUNT, ARG_MAX_RUNNING, ARG_GRACE, ARG_CGROUP_DIR };
+               ARG_RETAIN_COUNT, ARG_MAX_RUNNING, ARG_GRACE, ARG_CGROUP_DIR, ARG_STATE_DIR, ARG_UID_MIN,
+               ARG_UID_MAX, ARG_OUTPUT_MAX };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -65,6 +70,10 @@ static int parse_args(int argc, char *argv[], BusKind *bus_kind, const char **ad
                 { "max-running", required_argument, NULL, ARG_MAX_RUNNING },
                 { "kill-grace-ms", required_argument, NULL, ARG_GRACE },
                 { "cgroup-dir", required_argument, NULL, ARG_CGROUP_DIR },
+                { "state-dir", required_argument, NULL, ARG_STATE_DIR },
+                { "env-uid-min", required_argument, NULL, ARG_UID_MIN },
+                { "env-uid-max", required_argument, NULL, ARG_UID_MAX },
+                { "env-output-max", required_argument, NULL, ARG_OUTPUT_MAX },
                 { "verbose", no_argument, NULL, 'v' },
                 {}
         };
@@ -117,6 +126,26 @@ static int parse_args(int argc, char *argv[], BusKind *bus_kind, const char **ad
                 case ARG_CGROUP_DIR:
                         config->cgroup_dir = optarg;
                         break;
+                case ARG_STATE_DIR:
+                        if (optarg[0] != '/')
+                                goto invalid;
+                        config->state_dir = optarg;
+                        break;
+                case ARG_UID_MIN:
+                        if (parse_u64(optarg, 1, UINT32_MAX - 1, &v) < 0)
+                                goto invalid;
+                        config->env_uid_min = (uid_t) v;
+                        break;
+                case ARG_UID_MAX:
+                        if (parse_u64(optarg, 1, UINT32_MAX - 1, &v) < 0)
+                                goto invalid;
+                        config->env_uid_max = (uid_t) v;
+                        break;
+                case ARG_OUTPUT_MAX:
+                        if (parse_u64(optarg, 1, 64 * 1024 * 1024, &v) < 0)
+                                goto invalid;
+                        config->env_output_max = (size_t) v;
+                        break;
                 case 'v':
                         *log_level = LOG_DEBUG;
                         break;
@@ -153,6 +182,9 @@ int main(int argc, char *argv[]) {
                 .retain_count = 1024,
                 .max_running = 512,
                 .kill_grace_usec = 3 * USEC_PER_SEC,
+                .env_uid_min = 600000,
+                .env_uid_max = 665535,
+                .env_output_max = 1024 * 1024,
         };
         BusKind bus_kind = BUS_SYSTEM;
         const char *address = NULL;

@@ -60,6 +60,9 @@ typedef struct Config {
         unsigned max_running;
         uint64_t kill_grace_usec;
         const char *cgroup_dir; /* NULL: the daemon's own cgroup; "none": host view */
+        const char *state_dir;  /* NULL: $STATE_DIRECTORY, /var/lib/execd (root) or ~/.local/state/execd */
+        uid_t env_uid_min, env_uid_max;
+        size_t env_output_max;
 } Config;
 
 typedef struct CallerEntry {
@@ -77,6 +80,8 @@ struct Manager {
         unsigned n_sessions;
         struct Context *contexts;
         unsigned n_contexts;
+        struct Environment *environments;
+        char *state_dir;
         char *runtime_dir; /* kernels' connection files and sockets, one subdirectory each */
         Owner *owners;
         struct Metrics *metrics;
@@ -136,6 +141,10 @@ struct Command {
         uint64_t ack_window;
         uint64_t acked_offset;
 
+        /* A task environment's execute: answered when the command finishes. */
+        struct Environment *environment;
+        sd_bus_message *execute_reply;
+
         /* A session run: the shell's final state arrives on its own pipe. */
         Session *session;
         int state_fd;
@@ -172,6 +181,7 @@ typedef struct CommandSpec {
         uint64_t ack_window;
         const struct rlimit *nofile; /* the descriptor limit the daemon started with */
         bool merge_stderr;  /* stderr into the stdout pipe */
+        bool env_limits;    /* a task environment's resource limits (setrlimit) */
         bool session_state; /* a pipe on fd 4 for the session's state dump */
 } CommandSpec;
 

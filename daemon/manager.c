@@ -15,6 +15,7 @@
 #include "log.h"
 #include "macro.h"
 #include "context.h"
+#include "environment.h"
 #include "files.h"
 #include "metrics.h"
 
@@ -501,6 +502,13 @@ const sd_bus_vtable manager_vtable[] = {
                                 method_create_session, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ListSessions", SD_BUS_NO_ARGS, SD_BUS_RESULT("ao", session_paths),
                                 method_list_sessions, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ProvisionEnvironment",
+                                SD_BUS_ARGS("s", org, "s", workspace, "s", name, "a{ss}", env),
+                                SD_BUS_RESULT("o", environment_path, "s", id, "s", token),
+                                method_provision_environment, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListEnvironments", SD_BUS_ARGS("s", org, "s", workspace),
+                                SD_BUS_RESULT("a(ssssx)", environments), method_list_environments,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("CreateContext", SD_BUS_ARGS("s", language, "a{sv}", options),
                                 SD_BUS_RESULT("o", context_path), method_create_context, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("DefaultContext", SD_BUS_ARGS("s", language), SD_BUS_RESULT("o", context_path),
@@ -841,6 +849,16 @@ int manager_new(sd_event *event, sd_bus *bus, const Config *config, Manager **re
         k = manager_make_runtime_dir(m);
         if (k < 0)
                 return k;
+        k = environments_load(m);
+        if (k < 0)
+                return k;
+        k = sd_bus_add_fallback_vtable(bus, NULL, EXECD_ENVIRONMENT_PREFIX, EXECD_ENVIRONMENT_INTERFACE,
+                                       environment_vtable, environment_object_find, m);
+        if (k < 0)
+                return k;
+        k = sd_bus_add_node_enumerator(bus, NULL, EXECD_ENVIRONMENT_PREFIX, environment_node_enumerator, m);
+        if (k < 0)
+                return k;
         k = sd_bus_add_fallback_vtable(bus, NULL, EXECD_SESSION_PREFIX, EXECD_SESSION_INTERFACE, session_vtable,
                                        session_object_find, m);
         if (k < 0)
@@ -881,6 +899,7 @@ Manager *manager_free(Manager *m) {
                 session_free(m->sessions);
         while (m->contexts)
                 context_free(m->contexts);
+        environments_free(m);
         if (m->runtime_dir)
                 (void) rmdir(m->runtime_dir);
         free(m->runtime_dir);
