@@ -109,7 +109,7 @@ static void raise_fd_limit(void) {
 }
 
 int main(int argc, char *argv[]) {
-        g_autofree char *listen = NULL, *token_file = NULL, *bus_address = NULL, *token = NULL;
+        g_autofree char *listen = NULL, *token_file = NULL, *bus_address = NULL, *token = NULL, *api_keys = NULL;
         gboolean use_session = FALSE, use_system = FALSE, version = FALSE;
         g_autoptr(GOptionContext) context = NULL;
         g_autoptr(GError) error = NULL;
@@ -120,6 +120,8 @@ int main(int argc, char *argv[]) {
                 /* TRANSLATORS: --help text of execd-bridge */
                 { "listen", 0, 0, G_OPTION_ARG_STRING, &listen, N_("Listen on HOST:PORT (default 127.0.0.1:44772)"), N_("HOST:PORT") },
                 { "token-file", 0, 0, G_OPTION_ARG_FILENAME, &token_file, N_("Read the access token from FILE"), N_("FILE") },
+                /* TRANSLATORS: --help text of execd-bridge */
+                { "api-keys", 0, 0, G_OPTION_ARG_FILENAME, &api_keys, N_("Read the task environment API keys from FILE"), N_("FILE") },
                 { "system", 0, 0, G_OPTION_ARG_NONE, &use_system, N_("Talk to the daemon on the system bus (default)"), NULL },
                 { "session", 0, 0, G_OPTION_ARG_NONE, &use_session, N_("Talk to the daemon on the session bus"), NULL },
                 { "bus-address", 0, 0, G_OPTION_ARG_STRING, &bus_address, N_("Talk to the daemon on the bus at ADDRESS"), N_("ADDRESS") },
@@ -163,6 +165,13 @@ int main(int argc, char *argv[]) {
         options.listen = listen ? listen : (char *) "127.0.0.1:44772";
         options.bus_address = use_session ? (char *) "session" : bus_address;
         options.token = token;
+        if (api_keys) {
+                options.api_keys = eb_api_keys_load(api_keys, &error);
+                if (!options.api_keys) {
+                        g_printerr("execd-bridge: %s\n", error->message);
+                        return 1;
+                }
+        }
         server = eb_server_new(&options, &error);
         if (!server) {
                 g_printerr("execd-bridge: %s\n", error->message);

@@ -52,3 +52,6 @@ void eb_route_directories_delete(EbServer *s, SoupServerMessage *msg, const char
 /* eb-routes-transfer.c */
 void eb_route_files_upload(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query);
 void eb_route_files_download(EbServer *s, SoupServerMessage *msg, const char *param, GHashTable *query);
+
+/* eb-routes-env.c: everything under /api/ (seed 004's task environments). */
+void eb_route_environments(EbServer *s, SoupServerMessage *msg, const char *path);

@@ -49,7 +49,16 @@ struct EbServer {
         GHashTable *targets; /* object path -> GPtrArray of EbSignalTarget* (not owned) */
         char *daemon_owner;  /* unique name owning org.execd.Execd1, NULL when none */
         GData *areas;
+        GPtrArray *api_keys;
 };
+
+GPtrArray *eb_server_api_keys(EbServer *s) {
+        return s->api_keys;
+}
+
+static gboolean is_environment_route(SoupServerMessage *msg) {
+        return g_str_has_prefix(g_uri_get_path(soup_server_message_get_uri(msg)), "/api/");
+}
 
 gboolean eb_server_daemon_present(EbServer *s) {
         return s->bus && s->daemon_owner;
@@ -350,7 +359,10 @@ gboolean eb_request_send(EbRequest *req, sd_bus_message *m, int prepare_error, s
         sd_bus_message_unref(m);
         if (k < 0) {
                 g_autofree char *text = g_strdup_printf("the execd daemon is not available: %s", g_strerror(-k));
-                eb_reply_error(req->msg, EB_API_EXECD, 503, "SERVICE_UNAVAILABLE", text);
+                if (req->api == EB_API_ENVIRONMENT)
+                        eb_reply_error(req->msg, req->api, 502, "bad_gateway", text);
+                else
+                        eb_reply_error(req->msg, EB_API_EXECD, 503, "SERVICE_UNAVAILABLE", text);
                 eb_request_finish(req);
                 return FALSE;
         }
@@ -394,6 +406,15 @@ static gboolean check_early(EbServer *s, SoupServerMessage *msg) {
         SoupMessageHeaders *h = soup_server_message_get_request_headers(msg);
         const char *token = soup_message_headers_get_one(h, "X-EXECD-ACCESS-TOKEN");
 
+        /* The environments API authenticates with its own API keys, in its own envelope. */
+        if (is_environment_route(msg)) {
+                if (soup_message_headers_get_encoding(h) == SOUP_ENCODING_CONTENT_LENGTH &&
+                    soup_message_headers_get_content_length(h) > EB_JSON_BODY_MAX) {
+                        eb_reply_error(msg, EB_API_ENVIRONMENT, 413, "payload_too_large", "the request body is larger than 1 MiB");
+                        return FALSE;
+                }
+                return TRUE;
+        }
         if (!token_equal(token, s->token)) {
                 GString *out = g_string_new(
                         "{\"error\":\"Unauthorized: invalid or missing header X-EXECD-ACCESS-TOKEN\","
@@ -451,6 +472,10 @@ static void handle_request(SoupServer *server, SoupServerMessage *msg, const cha
                 return; /* refused in got-headers */
         if (!check_early(s, msg))
                 return;
+        if (is_environment_route(msg)) {
+                eb_route_environments(s, msg, path);
+                return;
+        }
         if (soup_server_message_get_request_body(msg)->length > EB_JSON_BODY_MAX) {
                 eb_reply_error(msg, EB_API_EXECD, 413, "REQUEST_TOO_LARGE", "the request body is larger than 1 MiB");
                 return;
@@ -527,6 +552,7 @@ EbServer *eb_server_new(const EbServerOptions *options, GError **error) {
 
         s->bus_address = g_strdup(options->bus_address);
         s->token = g_strdup(options->token);
+        s->api_keys = options->api_keys;
         s->targets = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify) g_ptr_array_unref);
         s->soup = soup_server_new("server-header", NULL, NULL);
         soup_server_add_handler(s->soup, NULL, handle_request, s, NULL);
@@ -567,5 +593,7 @@ void eb_server_free(EbServer *s) {
         g_free(s->daemon_owner);
         g_free(s->bus_address);
         g_free(s->token);
+        if (s->api_keys)
+                g_ptr_array_unref(s->api_keys);
         g_free(s);
 }

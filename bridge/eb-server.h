@@ -27,10 +27,21 @@ typedef struct {
         gpointer data;
 } EbSignalTarget;
 
+/* Task environment API keys: each may be limited to some orgs. */
+typedef struct {
+        char *key;
+        char **orgs; /* NULL: every org */
+} EbApiKey;
+
+/* Read a keys file (lines "KEY" or "KEY org1,org2", # comments); it must not be readable by
+ * group or others. Returns a GPtrArray of EbApiKey*. */
+GPtrArray *eb_api_keys_load(const char *path, GError **error);
+
 typedef struct {
         char *listen;       /* HOST:PORT */
         char *bus_address;  /* NULL: system bus, "session": session bus */
         char *token;
+        GPtrArray *api_keys; /* EbApiKey*, taken by the server; NULL: none */
 } EbServerOptions;
 
 EbServer *eb_server_new(const EbServerOptions *options, GError **error);
@@ -39,6 +50,7 @@ void eb_server_free(EbServer *s);
 sd_bus *eb_server_bus(EbServer *s);
 /* Whether the daemon's name has an owner, as far as the bridge has seen. */
 gboolean eb_server_daemon_present(EbServer *s);
+GPtrArray *eb_server_api_keys(EbServer *s);
 
 /* Per-server state of one API area (e.g. the metrics watchers), owned by that area. */
 gpointer eb_server_get_area(EbServer *s, const char *area);
@@ -65,6 +77,7 @@ typedef struct {
         /* The call must finish even if the client leaves (it may have started something the
          * callback has to undo); the callback then sees gone set. */
         gboolean finish_call_when_gone;
+        EbApi api; /* whose envelope a failure to reach the daemon is reported in */
 } EbRequest;
 
 EbRequest *eb_request_new(EbServer *server, SoupServerMessage *msg);

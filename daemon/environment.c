@@ -695,10 +695,20 @@ int method_list_environments(sd_bus_message *msg, void *userdata, sd_bus_error *
                 return k;
         k = sd_bus_message_new_method_return(msg, &reply);
         if (k >= 0)
-                k = sd_bus_message_open_container(reply, 'a', "(ssssx)");
-        for (Environment *e = m->environments; k >= 0 && e; e = e->next)
-                if ((!*org || strcmp(org, e->org) == 0) && (!*ws || strcmp(ws, e->ws) == 0))
-                        k = sd_bus_message_append(reply, "(ssssx)", e->id, e->org, e->ws, e->name, e->created_ms);
+                k = sd_bus_message_open_container(reply, 'a', "(ssssxasu)");
+        for (Environment *e = m->environments; k >= 0 && e; e = e->next) {
+                if ((*org && strcmp(org, e->org) != 0) || (*ws && strcmp(ws, e->ws) != 0))
+                        continue;
+                k = sd_bus_message_open_container(reply, 'r', "ssssxasu");
+                if (k >= 0)
+                        k = sd_bus_message_append(reply, "ssssx", e->id, e->org, e->ws, e->name, e->created_ms);
+                if (k >= 0)
+                        k = sd_bus_message_append_strv(reply, e->env);
+                if (k >= 0)
+                        k = sd_bus_message_append(reply, "u", e->running);
+                if (k >= 0)
+                        k = sd_bus_message_close_container(reply);
+        }
         if (k >= 0)
                 k = sd_bus_message_close_container(reply);
         if (k < 0)

@@ -507,7 +507,7 @@ const sd_bus_vtable manager_vtable[] = {
                                 SD_BUS_RESULT("o", environment_path, "s", id, "s", token),
                                 method_provision_environment, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ListEnvironments", SD_BUS_ARGS("s", org, "s", workspace),
-                                SD_BUS_RESULT("a(ssssx)", environments), method_list_environments,
+                                SD_BUS_RESULT("a(ssssxasu)", environments), method_list_environments,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("CreateContext", SD_BUS_ARGS("s", language, "a{sv}", options),
                                 SD_BUS_RESULT("o", context_path), method_create_context, SD_BUS_VTABLE_UNPRIVILEGED),
