@@ -73,7 +73,11 @@ class Daemon:
 
     def start(self):
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([DAEMON, f"--bus-address={self.bus.address}", *self.args],
+        # A private state directory unless the test names one (the last --state-dir wins), so
+        # test daemons never share the host's /var/lib/execd.
+        state = os.path.join(self.bus.dir, "state")
+        self.proc = subprocess.Popen([DAEMON, f"--bus-address={self.bus.address}", f"--state-dir={state}",
+                                      *self.args],
                                      stdout=self.log, stderr=subprocess.STDOUT,
                                      env=self.env)
         wait_for_name(self.bus.address, BUS_NAME, 10, self.proc)

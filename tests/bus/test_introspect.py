@@ -107,17 +107,28 @@ def test_context_introspection(env):
         c.call(path, "org.execd.Execd1.Context", "Delete")
 
 
+def test_environment_introspection(make_env, tmp_path):
+    e = make_env(f"--state-dir={tmp_path}")
+    c = e.connect()
+    (path, _id, _token) = c.call(MANAGER_PATH, "org.execd.Execd1.Manager", "ProvisionEnvironment", "sssa{ss}",
+                                 ("org", "ws", "intro", {}))
+    live = describe(introspect(c, path))
+    compare(describe(read_xml("org.execd.Execd1.Environment.xml")), live)
+
+
 def test_every_interface_file_is_checked():
     """A new data/*.xml must get a live comparison above, not drift unchecked."""
     files = sorted(f for f in os.listdir(DATA) if f.startswith("org.execd.Execd1.") and f.endswith(".xml")
                    and f.count(".") == 4)
-    assert files == ["org.execd.Execd1.Command.xml", "org.execd.Execd1.Context.xml", "org.execd.Execd1.Files.xml",
+    assert files == ["org.execd.Execd1.Command.xml", "org.execd.Execd1.Context.xml",
+                     "org.execd.Execd1.Environment.xml", "org.execd.Execd1.Files.xml",
                      "org.execd.Execd1.Manager.xml", "org.execd.Execd1.Metrics.xml",
                      "org.execd.Execd1.Session.xml"]
 
 
 @pytest.mark.parametrize("xml_name", ["org.execd.Execd1.Manager.xml",
                                       "org.execd.Execd1.Context.xml",
+                                      "org.execd.Execd1.Environment.xml",
                                       "org.execd.Execd1.Command.xml",
                                       "org.execd.Execd1.Files.xml",
                                       "org.execd.Execd1.Metrics.xml",
