@@ -135,6 +135,34 @@ static void reply_bus_error(SoupServerMessage *msg, const sd_bus_error *e) {
         eb_reply_bus_error(msg, EB_API_ENVIRONMENT, e, NULL);
 }
 
+/* ---- where environments live ---- */
+
+/* id -> "org/ws" of environments seen in a listing, so an execute need not list again. The
+ * daemon stays the authority: an id it no longer knows answers UnknownObject (404). Bounded:
+ * cleared when it grows past the cap. */
+#define KNOWN_MAX 4096
+static GHashTable *known;
+
+static void known_set(const char *id, const char *org, const char *ws) {
+        if (!known)
+                known = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+        if (g_hash_table_size(known) >= KNOWN_MAX)
+                g_hash_table_remove_all(known);
+        g_hash_table_replace(known, g_strdup(id), g_strconcat(org, "/", ws, NULL));
+}
+
+static gboolean known_in(const char *id, const char *org, const char *ws) {
+        const char *where = known ? g_hash_table_lookup(known, id) : NULL;
+        g_autofree char *want = g_strconcat(org, "/", ws, NULL);
+
+        return where && strcmp(where, want) == 0;
+}
+
+static void known_forget(const char *id) {
+        if (known)
+                g_hash_table_remove(known, id);
+}
+
 /* ---- request state ---- */
 
 typedef enum { OP_LIST, OP_GET, OP_DELETE, OP_EXECUTE, OP_PROVISION } Op;
@@ -220,6 +248,7 @@ static int on_delete_reply(sd_bus_message *reply, void *userdata, sd_bus_error *
         EnvRequest *r = req->data;
         const sd_bus_error *e = sd_bus_message_get_error(reply);
 
+        known_forget(r->id);
         if (e)
                 reply_bus_error(req->msg, e);
         else {
@@ -240,13 +269,19 @@ static int on_delete_reply(sd_bus_message *reply, void *userdata, sd_bus_error *
 
 static int on_execute_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         g_autoptr(EbRequest) req = eb_request_take_reply(userdata);
+        EnvRequest *r = req->data;
         const sd_bus_error *e = sd_bus_message_get_error(reply);
         int32_t exit_code;
         const void *output;
         size_t size;
         int truncated, timed_out;
 
-        if (e)
+        if (e && (sd_bus_error_has_name(e, SD_BUS_ERROR_UNKNOWN_OBJECT) ||
+                  sd_bus_error_has_name(e, SD_BUS_ERROR_UNKNOWN_METHOD))) {
+                g_autofree char *text = g_strdup_printf("environment %s not found in %s/%s", r->id, r->org, r->ws);
+                known_forget(r->id);
+                reply_env_error(req->msg, 404, "not_found", text);
+        } else if (e)
                 reply_bus_error(req->msg, e);
         else if (sd_bus_message_read(reply, "i", &exit_code) < 0 ||
                  sd_bus_message_read_array(reply, 'y', &output, &size) < 0 ||
@@ -270,6 +305,27 @@ static int on_execute_reply(sd_bus_message *reply, void *userdata, sd_bus_error 
         }
         eb_request_finish(req);
         return 0;
+}
+
+static void call_execute(EbRequest *req, EnvRequest *r) {
+        g_autofree char *path = g_strconcat(EB_ENVIRONMENT_PREFIX, r->id, NULL);
+        sd_bus_message *m = NULL;
+        int k = eb_server_new_call(req->server, &m, path, EB_ENVIRONMENT_INTERFACE, "Execute");
+
+        if (k >= 0)
+                k = sd_bus_message_append(m, "ssu", r->token, r->command, r->timeout_sec);
+        /* The daemon answers when the command ends: allow its timeout plus a grace. */
+        if (k >= 0) {
+                k = sd_bus_call_async(eb_server_bus(req->server), &req->slot, m, on_execute_reply, eb_request_ref(req),
+                                      ((uint64_t) r->timeout_sec + EXECUTE_GRACE_SEC) * G_USEC_PER_SEC);
+                if (k < 0)
+                        eb_request_unref(req);
+        }
+        sd_bus_message_unref(m);
+        if (k < 0) {
+                reply_env_error(req->msg, 502, "bad_gateway", "the execd daemon is not available");
+                eb_request_finish(req);
+        }
 }
 
 /* Every operation on one environment first finds it among its org/ws's, so an id of another
@@ -310,6 +366,8 @@ static int on_list_reply(sd_bus_message *reply, void *userdata, sd_bus_error *re
                 eb_request_finish(req);
                 return 0;
         }
+        if (found && r->id)
+                known_set(r->id, r->org, r->ws);
         if (r->op != OP_LIST && !found) {
                 g_autofree char *text = g_strdup_printf("environment %s not found in %s/%s", r->id, r->org, r->ws);
                 reply_env_error(req->msg, 404, "not_found", text);
@@ -329,27 +387,9 @@ static int on_list_reply(sd_bus_message *reply, void *userdata, sd_bus_error *re
                 eb_request_call(req, path, EB_ENVIRONMENT_INTERFACE, "Delete", on_delete_reply, NULL);
                 return 0;
         }
-        case OP_EXECUTE: {
-                g_autofree char *path = g_strconcat(EB_ENVIRONMENT_PREFIX, r->id, NULL);
-                sd_bus_message *m = NULL;
-                int k2 = eb_server_new_call(req->server, &m, path, EB_ENVIRONMENT_INTERFACE, "Execute");
-                if (k2 >= 0)
-                        k2 = sd_bus_message_append(m, "ssu", r->token, r->command, r->timeout_sec);
-                /* The daemon answers when the command ends: allow its timeout plus a grace. */
-                if (k2 >= 0) {
-                        k2 = sd_bus_call_async(eb_server_bus(req->server), &req->slot, m, on_execute_reply,
-                                               eb_request_ref(req),
-                                               ((uint64_t) r->timeout_sec + EXECUTE_GRACE_SEC) * G_USEC_PER_SEC);
-                        if (k2 < 0)
-                                eb_request_unref(req);
-                }
-                sd_bus_message_unref(m);
-                if (k2 < 0) {
-                        reply_env_error(req->msg, 502, "bad_gateway", "the execd daemon is not available");
-                        eb_request_finish(req);
-                }
+        case OP_EXECUTE:
+                call_execute(req, r);
                 return 0;
-        }
         }
         eb_request_finish(req);
         return 0;
@@ -468,6 +508,14 @@ static void route_execute(EbServer *s, SoupServerMessage *msg, EnvRequest *r) {
         }
         r->command = g_strdup(json_object_get_string_member(o, "command"));
         r->token = g_strdup(token);
+        if (known_in(r->id, r->org, r->ws)) {
+                g_autoptr(EbRequest) req = eb_request_new(s, msg);
+                req->api = EB_API_ENVIRONMENT;
+                req->data = r;
+                req->data_free = (GDestroyNotify) env_request_free;
+                call_execute(req, r);
+                return;
+        }
         list_then(s, msg, r);
 }
 

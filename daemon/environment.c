@@ -212,6 +212,24 @@ static int environment_set_paths(Environment *e) {
         return 0;
 }
 
+/* An environment's uid must be able to walk down to its directory. */
+static int check_reachable(const char *dir, sd_bus_error *error) {
+        _cleanup_(freep) char *p = strdup(dir);
+        char *slash;
+
+        if (!p)
+                return -ENOMEM;
+        while ((slash = strrchr(p, '/')) && slash != p) {
+                struct stat st;
+                *slash = 0;
+                if (stat(p, &st) == 0 && !(st.st_mode & S_IXOTH))
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_FAILED,
+                                                 "the state directory is not reachable by environment uids: %s "
+                                                 "lacks the execute bit for others", p);
+        }
+        return 0;
+}
+
 static int environment_make_dir(Environment *e) {
         if (mkdir(e->dir, 0700) < 0 && errno != EEXIST)
                 return log_error_errno(errno, "Cannot create %s: %m", e->dir);
@@ -287,6 +305,8 @@ int environments_load(Manager *m) {
                 sd_bus_error_free(&e);
                 if (k < 0)
                         return log_error_errno(k, "Cannot create the state directory %s: %m", m->state_dir);
+                /* Environment uids pass through it to their own directories. */
+                (void) chmod(m->state_dir, 0711);
         }
         if (asprintf(&envs_dir, "%s/environments", m->state_dir) < 0)
                 return -ENOMEM;
@@ -644,6 +664,18 @@ int method_provision_environment(sd_bus_message *msg, void *userdata, sd_bus_err
         if (e->uid == (uid_t) -1) {
                 environment_free_memory(e);
                 return sd_bus_error_setf(error, EXECD_ERROR_LIMITS_EXCEEDED, "no free uid left for a new environment");
+        }
+        if (e->uid != 0) {
+                _cleanup_(freep) char *envs = NULL;
+                if (asprintf(&envs, "%s/environments", m->state_dir) < 0) {
+                        environment_free_memory(e);
+                        return -ENOMEM;
+                }
+                k = check_reachable(envs, error);
+                if (k < 0) {
+                        environment_free_memory(e);
+                        return k;
+                }
         }
         k = sd_id128_randomize(&id);
         if (k >= 0) {

@@ -1909,6 +1909,89 @@ def bench_contexts_concurrent(args):
     t.finish()
 
 
+
+# ---------------------------------------------------------------- task environments
+
+def bench_environments(args):
+    """execute of `true` (the synchronous API) vs POST /command of `true` (the streaming one),
+    both on keep-alive connections in the same run, and the time to provision."""
+    import http.client
+    t = Table("task environments: execute `true` vs POST /command `true`, and provisioning")
+    tmp = tempfile.mkdtemp(prefix="execd-bench-env-")
+    os.chmod(tmp, 0o711)  # environment uids walk through it to their directories
+    keys = os.path.join(tmp, "keys")
+    with open(keys, "w") as f:
+        f.write("bench-key\n")
+    os.chmod(keys, 0o600)
+    try:
+        with Stack(daemon_args=(f"--state-dir={tmp}/state",), bridge_args=(f"--api-keys={keys}",)) as st:
+            conn = http.client.HTTPConnection("127.0.0.1", st.bridge.port, timeout=30)
+            api = {"Authorization": "Bearer bench-key", "Content-Type": "application/json"}
+            base = "/api/v1/org/bench/ws/w/environments"
+
+            def call(method, path, body, headers):
+                conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+                r = conn.getresponse()
+                return r.status, r.read()
+
+            provision = []
+            envs = []
+            for i in range(10):
+                t0 = time.perf_counter()
+                status, body = call("POST", base, {"name": f"e{i}"}, api)
+                provision.append(time.perf_counter() - t0)
+                if status != 201:
+                    raise FunctionalError(f"provision answered {status}: {body[:200]!r}")
+                d = json.loads(body)
+                envs.append((d["id"], d["token"]))
+
+            def execute(i):
+                env_id, token = envs[i % len(envs)]
+                status, body = call("POST", f"{base}/{env_id}/execute", {"command": "true"},
+                                    dict(api, **{"X-Environment-Token": token}))
+                if status != 200 or json.loads(body)["exit_code"] != 0:
+                    raise FunctionalError(f"execute answered {status}: {body[:200]!r}")
+
+            cmd_headers = {"X-EXECD-ACCESS-TOKEN": st.bridge.token, "Content-Type": "application/json"}
+
+            def command(_i):
+                conn.request("POST", "/command", body=json.dumps({"command": "true"}), headers=cmd_headers)
+                r = conn.getresponse()
+                data = r.read()
+                if r.status != 200 or b"execution_complete" not in data:
+                    raise FunctionalError(f"POST /command answered {r.status}: {data[:200]!r}")
+
+            for i in range(20):
+                execute(i)
+                command(i)
+            ex, co = [], []
+            # Alternating blocks; 10 environments keep each below its own rate limit (10/s).
+            for block in range(4):
+                for i in range(50):
+                    t0 = time.perf_counter()
+                    execute(block * 50 + i)
+                    ex.append(time.perf_counter() - t0)
+                for i in range(50):
+                    t0 = time.perf_counter()
+                    command(i)
+                    co.append(time.perf_counter() - t0)
+            e_med, c_med = statistics.median(ex), statistics.median(co)
+            t.row("execute `true` round trip (median)", ms(e_med), ms(c_med), f"{e_med / c_med:.2f}",
+                  "<= 1.0 x /command", e_med <= c_med)
+            t.row("execute p90 / POST /command p90", ms(pct(ex, 90)), ms(pct(co, 90)))
+            t.row("provision (median of 10)", ms(statistics.median(provision)))
+            t.row("provision max", ms(max(provision)))
+            t.note("baseline: POST /command of `true` read to execution_complete on the same keep-alive "
+                   "connection, in alternating blocks of 50; 200 of each after 20 warm-ups")
+            for env_id, _token in envs:
+                status, body = call("DELETE", f"{base}/{env_id}", None, api)
+                if status != 200:
+                    raise FunctionalError(f"delete answered {status}: {body[:200]!r}")
+            conn.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    t.finish()
+
 BENCHMARKS = {
     "latency": bench_latency,
     "throughput": bench_throughput,
@@ -1922,6 +2005,7 @@ BENCHMARKS = {
     "code_latency": bench_code_latency,
     "context_create": bench_context_create,
     "contexts_concurrent": bench_contexts_concurrent,
+    "environments": bench_environments,
 }
 
 
