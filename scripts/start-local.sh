@@ -23,13 +23,16 @@ dbus-daemon --config-file="$root/tests/dbus-test.conf" --nofork --nopidfile --ad
 pids+=($!)
 for _ in $(seq 100); do [ -S "$run/bus" ] && break; sleep 0.05; done
 
-"$build/daemon/execd" --bus-address="$address" &
+"$build/daemon/execd" --bus-address="$address" --state-dir="$run/state" &
 pids+=($!)
 for _ in $(seq 100); do busctl --address="$address" status org.execd.Execd1 >/dev/null 2>&1 && break; sleep 0.05; done
 
 token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 (umask 077 && printf '%s\n' "$token" > "$run/token")
-"$build/bridge/execd-bridge" --bus-address="$address" --listen="127.0.0.1:$port" --token-file="$run/token" &
+api_key=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+(umask 077 && printf '%s\n' "$api_key" > "$run/api-keys")
+"$build/bridge/execd-bridge" --bus-address="$address" --listen="127.0.0.1:$port" --token-file="$run/token" \
+        --api-keys="$run/api-keys" &
 pids+=($!)
 for _ in $(seq 100); do curl -fs -o /dev/null -H "X-EXECD-ACCESS-TOKEN: $token" "http://127.0.0.1:$port/ping" && break; sleep 0.05; done
 
@@ -39,6 +42,7 @@ execd is running.
   bus address:  $address
   HTTP:         http://127.0.0.1:$port
   access token: $token
+  API key:      $api_key   (task environments: /api/v1/…)
 
 Try:
   curl -N -H 'X-EXECD-ACCESS-TOKEN: $token' -H 'Content-Type: application/json' \\
