@@ -9,7 +9,7 @@ port=${EXECD_PORT:-44772}
 "$root/scripts/bootstrap.sh"
 
 run=$(mktemp -d /tmp/execd-local-XXXXXX)
-chmod 700 "$run"
+chmod 711 "$run" # environment uids walk through to their directories under state/; files inside stay 0600
 pids=()
 cleanup() {
         for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
