@@ -457,6 +457,31 @@ static gboolean is_string(JsonNode *n) {
         return n && JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_STRING;
 }
 
+/* -1 or 1 when the integer written for member in the raw body does not fit 64 bits (by its
+ * sign), 0 when it does (or cannot be found). */
+static int raw_integer_range(SoupServerMessage *msg, const char *member, gint64 *ret) {
+        g_autoptr(GBytes) bytes = soup_message_body_flatten(soup_server_message_get_request_body(msg));
+        g_autofree char *key = g_strdup_printf("\"%s\"", member);
+        g_autofree char *text = g_strndup(g_bytes_get_data(bytes, NULL), g_bytes_get_size(bytes));
+        const char *p = strstr(text, key), *start;
+        g_autofree char *number = NULL;
+
+        if (!p)
+                return 0;
+        p += strlen(key);
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == ':')
+                p++;
+        start = p;
+        if (*p == '-')
+                p++;
+        while (g_ascii_isdigit(*p))
+                p++;
+        number = g_strndup(start, (gsize) (p - start));
+        if (g_ascii_string_to_signed(number, 10, G_MININT64, G_MAXINT64, ret, NULL))
+                return 0;
+        return *start == '-' ? -1 : 1;
+}
+
 static void route_execute(EbServer *s, SoupServerMessage *msg, EnvRequest *r) {
         SoupMessageHeaders *h = soup_server_message_get_request_headers(msg);
         const char *token = soup_message_headers_get_one(h, "X-Environment-Token");
@@ -489,14 +514,23 @@ static void route_execute(EbServer *s, SoupServerMessage *msg, EnvRequest *r) {
         r->timeout_sec = TIMEOUT_DEFAULT;
         node = json_object_get_member(o, "timeout_sec");
         if (node && !JSON_NODE_HOLDS_NULL(node)) {
+                gint64 t = 0;
+                int range = 0;
+
                 if (!JSON_NODE_HOLDS_VALUE(node) || json_node_get_value_type(node) != G_TYPE_INT64)
                         validation_add(&v, "timeout_sec", "Input should be a valid integer", "int_type");
-                else if (json_node_get_int(node) < 1)
-                        validation_add(&v, "timeout_sec", "Input should be greater than or equal to 1", "greater_than_equal");
-                else if (json_node_get_int(node) > 600)
-                        validation_add(&v, "timeout_sec", "Input should be less than or equal to 600", "less_than_equal");
-                else
-                        r->timeout_sec = (guint32) json_node_get_int(node);
+                else {
+                        /* json-glib wraps integers beyond 64 bits; the text says what was sent. */
+                        range = raw_integer_range(msg, "timeout_sec", &t);
+                        if (range < 0 || (range == 0 && json_node_get_int(node) < 1))
+                                validation_add(&v, "timeout_sec", "Input should be greater than or equal to 1",
+                                               "greater_than_equal");
+                        else if (range > 0 || json_node_get_int(node) > 600)
+                                validation_add(&v, "timeout_sec", "Input should be less than or equal to 600",
+                                               "less_than_equal");
+                        else
+                                r->timeout_sec = (guint32) json_node_get_int(node);
+                }
         }
         json_object_iter_init(&iter, o);
         while (json_object_iter_next(&iter, &member, &node))
@@ -560,9 +594,16 @@ static void route_provision(EbServer *s, SoupServerMessage *msg, EnvRequest *r) 
                 else {
                         env = json_node_get_object(node);
                         json_object_iter_init(&iter, env);
-                        while (json_object_iter_next(&iter, &member, &node))
+                        while (json_object_iter_next(&iter, &member, &node)) {
+                                gboolean name_ok = *member && !g_ascii_isdigit(*member);
+                                for (const char *c = member; *c; c++)
+                                        name_ok = name_ok && (g_ascii_isalnum(*c) || *c == '_');
                                 if (!is_string(node))
                                         validation_add(&v, "env", "Values should be valid strings", "string_type");
+                                else if (!name_ok)
+                                        validation_add(&v, "env", "Variable names are letters, digits and _, not starting with a digit",
+                                                       "string_pattern_mismatch");
+                        }
                 }
         }
         json_object_iter_init(&iter, o);

@@ -355,6 +355,8 @@ int environments_load(Manager *m) {
                         continue;
                 }
                 (void) environment_make_dir(e);
+                /* Nothing may run as its uid that an earlier daemon left behind. */
+                kill_uid(e->uid);
                 environment_link(m, e);
         }
         return 0;
@@ -374,7 +376,7 @@ static char **environment_envp(Environment *e) {
         if (!envp)
                 return NULL;
         if (env_set(&envp, "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin") < 0 ||
-            env_set(&envp, "HOME", e->dir) < 0 || env_set(&envp, "LANG", "C.UTF-8") < 0)
+            env_set(&envp, "LANG", "C.UTF-8") < 0)
                 goto fail;
         for (size_t i = 0; e->env && e->env[i]; i++) {
                 const char *eq = strchr(e->env[i], '=');
@@ -382,6 +384,9 @@ static char **environment_envp(Environment *e) {
                 if (name && env_set(&envp, name, eq + 1) < 0)
                         goto fail;
         }
+        /* Last: HOME is the environment's directory whatever its variables say. */
+        if (env_set(&envp, "HOME", e->dir) < 0)
+                goto fail;
         return envp;
 fail:
         strv_freep(&envp);
@@ -469,6 +474,10 @@ void environment_execute_finished(Command *c) {
                 c->environment->running--;
                 c->environment = NULL;
         }
+        /* A synchronous execute ends with its command: what it left running in the background
+         * (still in its process group) goes too. */
+        if (c->pid > 0)
+                (void) kill(-c->pid, SIGKILL);
         if (!c->execute_reply)
                 return;
         exit_code = c->timed_out ? 124 : c->signal > 0 ? 128 + c->signal : c->exit_code;
