@@ -160,3 +160,13 @@ def _terminate(proc, sig=signal.SIGTERM):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def wait_until(pred, timeout, interval=0.02):
+    """Poll pred() until truthy (return its value) or timeout (return last value)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v or time.monotonic() >= deadline:
+            return v
+        time.sleep(interval)

@@ -4,7 +4,6 @@ import shutil
 import signal
 import sys
 import tempfile
-import time
 
 import pytest
 
@@ -16,6 +15,7 @@ sys.path.insert(0, HERE)
 import harness  # noqa: E402
 from busclient import Client  # noqa: E402
 from filesutil import fc, files, tdir  # noqa: E402,F401  (fixtures of the Files tests)
+from harness import wait_until  # noqa: F401 (tests import it from here)
 
 
 # --------------------------------------------------------------------------- /proc helpers
@@ -53,14 +53,6 @@ def vm_rss_kib(pid):
     raise AssertionError(f"no VmRSS for {pid}")
 
 
-def wait_until(pred, timeout, interval=0.02):
-    """Poll pred() until truthy (return its value) or timeout (return last value)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v or time.monotonic() >= deadline:
-            return v
-        time.sleep(interval)
 
 
 # --------------------------------------------------------------------------- fixtures

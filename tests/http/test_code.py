@@ -15,6 +15,7 @@ import pytest
 
 import sse
 from execd_http import Stack, assert_error, is_json, pid_exists, random_id
+from harness import wait_until
 
 ID_RE = re.compile(r"^[0-9a-f]{32}$")
 CODE_TYPES = {"init", "ping", "status", "stdout", "stderr", "execution_count", "result", "error",
@@ -22,13 +23,6 @@ CODE_TYPES = {"init", "ping", "status", "stdout", "stderr", "execution_count", "
 
 
 # --------------------------------------------------------------------------- helpers
-def wait_until(pred, timeout, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v or time.monotonic() >= deadline:
-            return v
-        time.sleep(interval)
 
 
 def open_code(stack, body, timeout=30):

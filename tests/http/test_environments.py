@@ -23,6 +23,7 @@ import pytest
 import requests
 
 import harness
+from harness import wait_until
 
 TIMEOUT = 15
 HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
@@ -262,13 +263,6 @@ def pids_of_uid(uid):
     return [p for p, *_ in harness.all_procs() if proc_uid(p) == uid and pid_alive(p)]
 
 
-def wait_until(pred, timeout, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v or time.monotonic() >= deadline:
-            return v
-        time.sleep(interval)
 
 
 class Call(threading.Thread):
