@@ -107,8 +107,8 @@ def test_context_introspection(env):
         c.call(path, "org.execd.Execd1.Context", "Delete")
 
 
-def test_environment_introspection(make_env, tmp_path):
-    e = make_env(f"--state-dir={tmp_path}")
+def test_environment_introspection(make_env):
+    e = make_env()  # the harness gives it a private state directory
     c = e.connect()
     (path, _id, _token) = c.call(MANAGER_PATH, "org.execd.Execd1.Manager", "ProvisionEnvironment", "sssa{ss}",
                                  ("org", "ws", "intro", {}))
