@@ -488,6 +488,40 @@ static int method_create_session(sd_bus_message *msg, void *userdata, sd_bus_err
 }
 
 
+static const char *const log_level_names[] = {
+        [LOG_EMERG] = "emerg", [LOG_ALERT] = "alert", [LOG_CRIT] = "crit", [LOG_ERR] = "err",
+        [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice", [LOG_INFO] = "info", [LOG_DEBUG] = "debug",
+};
+
+static int property_get_log_level(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                  sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        int level = log_get_max_level();
+
+        return sd_bus_message_append(reply, "s", level >= 0 && level <= LOG_DEBUG ? log_level_names[level] : "info");
+}
+
+/* Changed at run time (busctl set-property), by root and the daemon's user only. */
+static int property_set_log_level(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                  sd_bus_message *value, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *name;
+        int k;
+
+        if (!manager_caller_may_access(m, 0, error))
+                return -EACCES;
+        k = sd_bus_message_read(value, "s", &name);
+        if (k < 0)
+                return k;
+        for (int level = 0; level <= LOG_DEBUG; level++)
+                if (strcmp(name, log_level_names[level]) == 0) {
+                        log_set_max_level(level);
+                        log_info("log level set to %s", name);
+                        return 1;
+                }
+        return sd_bus_error_setf(error, EXECD_ERROR_INVALID_ARGUMENT,
+                                 "unknown log level '%s' (emerg, alert, crit, err, warning, notice, info, debug)", name);
+}
+
 static int property_get_version(sd_bus *bus, const char *path, const char *interface, const char *property,
                                 sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         return sd_bus_message_append(reply, "s", EXECD_VERSION);
@@ -496,6 +530,8 @@ static int property_get_version(sd_bus *bus, const char *path, const char *inter
 const sd_bus_vtable manager_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Version", "s", property_get_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_WRITABLE_PROPERTY("LogLevel", "s", property_get_log_level, property_set_log_level, 0,
+                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("RunCommand", SD_BUS_ARGS("s", command, "a{sv}", options),
                                 SD_BUS_RESULT("o", command_path), method_run_command, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("CreateSession", SD_BUS_ARGS("a{sv}", options), SD_BUS_RESULT("o", session_path),
