@@ -130,7 +130,8 @@ int main(int argc, char *argv[]) {
         };
 
         setlocale(LC_ALL, "");
-        bindtextdomain(GETTEXT_PACKAGE, LOCALEDIR);
+        /* TEXTDOMAINDIR (gettext convention) lets tests use uninstalled catalogs from the build tree. */
+        bindtextdomain(GETTEXT_PACKAGE, g_getenv("TEXTDOMAINDIR") && *g_getenv("TEXTDOMAINDIR") ? g_getenv("TEXTDOMAINDIR") : LOCALEDIR);
         bind_textdomain_codeset(GETTEXT_PACKAGE, "UTF-8");
         textdomain(GETTEXT_PACKAGE);
         signal(SIGPIPE, SIG_IGN);

@@ -194,7 +194,8 @@ int main(int argc, char *argv[]) {
         int k;
 
         setlocale(LC_ALL, "");
-        bindtextdomain(GETTEXT_PACKAGE, LOCALEDIR);
+        /* TEXTDOMAINDIR (gettext convention) lets tests use uninstalled catalogs from the build tree. */
+        bindtextdomain(GETTEXT_PACKAGE, getenv("TEXTDOMAINDIR") && *getenv("TEXTDOMAINDIR") ? getenv("TEXTDOMAINDIR") : LOCALEDIR);
         textdomain(GETTEXT_PACKAGE);
 
         k = parse_args(argc, argv, &bus_kind, &address, &config, &log_level);
