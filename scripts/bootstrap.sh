@@ -11,7 +11,7 @@ packages=(
         libsystemd-dev libglib2.0-dev libsoup-3.0-dev libjson-glib-dev
         dbus dbus-daemon systemd curl
         python3 python3-pytest python3-requests python3-dbus python3-jeepney
-        wrk nginx-light libzmq3-dev python3-ipykernel
+        wrk nginx-light libzmq3-dev python3-ipykernel scdoc
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -88,7 +88,13 @@ def expected_files(dirs):
         f"{d['SYSUSERSDIR']}/execd.conf",
         f"{d['TMPFILESDIR']}/execd.conf",
         f"{d['DOCDIR']}/execd.conf.example",
-    }
+    } | man_pages()
+
+
+def man_pages():
+    """The manual pages, when scdoc was there to build them (meson says where)."""
+    mandir = os.environ.get("EXECD_INSTALL_MANDIR", "")
+    return {f"{mandir}/man8/execd.8", f"{mandir}/man8/execd-bridge.8"} if mandir else set()
 
 
 def test_installed_files(destdir, dirs):
@@ -338,3 +344,19 @@ def test_group_execd_may_call(system_bus, execd_member):
     assert res["run"] == ["ok", f"{uid}\n"], res
     assert res["managed"][0] == "ok"
     assert res["own"] == ["error", ERR_ACCESS_DENIED]
+
+
+@pytest.mark.parametrize("page,binary", [("execd.8", "LIBEXECDIR"), ("execd-bridge.8", "BINDIR")])
+def test_man_pages_cover_every_option(destdir, dirs, page, binary):
+    """Every option the program's --help lists is described in its manual page."""
+    mandir = os.environ.get("EXECD_INSTALL_MANDIR", "")
+    if not mandir:
+        pytest.skip("scdoc is not installed: no manual pages were built")
+    text = read(destdir, f"{mandir}/man8/{page}")
+    exe = os.path.join(destdir + dirs[binary], page[:-2])
+    out = subprocess.run([exe, "--help"], stdout=subprocess.PIPE, text=True, env=dict(os.environ, LANGUAGE="")).stdout
+    options = set(re.findall(r"--[a-z][a-z-]+", out))
+    assert options, out
+    # roff escapes hyphens as \- in the rendered page
+    missing = [o for o in options if o not in text and o.replace("-", "\\-") not in text]
+    assert not missing, f"{page} lacks {missing}"
