@@ -25,6 +25,8 @@
 #define ENV_NAME_MAX 64
 #define ENV_VARS_MAX 128
 #define ENV_CONCURRENT_MAX 4
+/* Each environment is a directory, a store entry and (as root) a uid: bounded like sessions. */
+#define ENVIRONMENTS_MAX 1024
 /* Token bucket per environment: bursts of 20 executes, 10 a second sustained. */
 #define ENV_BURST 20.0
 #define ENV_RATE 10.0
@@ -661,6 +663,12 @@ int method_provision_environment(sd_bus_message *msg, void *userdata, sd_bus_err
         }
         if (k < 0)
                 return k;
+        n = 0;
+        for (e = m->environments; e; e = e->next)
+                n++;
+        if (n >= ENVIRONMENTS_MAX)
+                return sd_bus_error_setf(error, EXECD_ERROR_LIMITS_EXCEEDED, "too many environments (limit %d)",
+                                         ENVIRONMENTS_MAX);
         for (e = m->environments; e; e = e->next)
                 if (strcmp(e->org, org) == 0 && strcmp(e->ws, ws) == 0 && strcmp(e->name, name) == 0)
                         return sd_bus_error_setf(error, EXECD_ERROR_ALREADY_EXISTS,

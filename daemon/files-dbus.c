@@ -243,33 +243,19 @@ static int method_move(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         return sd_bus_reply_method_return(m, NULL);
 }
 
-static int method_remove_files(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+/* RemoveFiles and RemoveDirectories: the same walk over the paths, one removal each. */
+static int method_remove(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         _cleanup_(caller_leavep) FileCaller caller = {};
         _cleanup_(strv_freep) char **paths = NULL;
+        bool trees = strcmp(sd_bus_message_get_member(m), "RemoveDirectories") == 0;
         int k;
 
-        k = read_paths(m, false, &paths, error);
+        k = read_paths(m, trees, &paths, error);
         if (k < 0)
                 return k;
         k = files_caller_enter(userdata, m, &caller, error);
         for (size_t i = 0; k >= 0 && paths[i]; i++)
-                k = files_remove_file(paths[i], error);
-        if (k < 0)
-                return k;
-        return sd_bus_reply_method_return(m, NULL);
-}
-
-static int method_remove_directories(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        _cleanup_(caller_leavep) FileCaller caller = {};
-        _cleanup_(strv_freep) char **paths = NULL;
-        int k;
-
-        k = read_paths(m, true, &paths, error);
-        if (k < 0)
-                return k;
-        k = files_caller_enter(userdata, m, &caller, error);
-        for (size_t i = 0; k >= 0 && paths[i]; i++)
-                k = files_remove_tree(paths[i], error);
+                k = trees ? files_remove_tree(paths[i], error) : files_remove_file(paths[i], error);
         if (k < 0)
                 return k;
         return sd_bus_reply_method_return(m, NULL);
@@ -689,10 +675,10 @@ const sd_bus_vtable files_vtable[] = {
                                 method_make_directories, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Move", SD_BUS_ARGS("a(ss)", moves), SD_BUS_NO_RESULT, method_move,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_METHOD_WITH_ARGS("RemoveFiles", SD_BUS_ARGS("as", paths), SD_BUS_NO_RESULT, method_remove_files,
+        SD_BUS_METHOD_WITH_ARGS("RemoveFiles", SD_BUS_ARGS("as", paths), SD_BUS_NO_RESULT, method_remove,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("RemoveDirectories", SD_BUS_ARGS("as", paths), SD_BUS_NO_RESULT,
-                                method_remove_directories, SD_BUS_VTABLE_UNPRIVILEGED),
+                                method_remove, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("SetPermissions", SD_BUS_ARGS("a(suss)", entries), SD_BUS_NO_RESULT,
                                 method_set_permissions, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Replace", SD_BUS_ARGS("a(sss)", entries), SD_BUS_RESULT("au", counts),

@@ -323,3 +323,20 @@ def test_non_root_caller_is_refused(envd, c):
     assert [e[0] for e in list_envs(c, "acme", "owned")] == [eid]
     assert list_envs(c, "acme", "nobody") == []
     assert execute(c, path, token, "test -e pwned")[0] == 1
+
+
+def test_environment_count_is_capped(make_env):
+    """At most 1024 environments: the next provision fails with LimitsExceeded, and deleting
+    one makes room again."""
+    e = make_env("--env-uid-min=700000", "--env-uid-max=709999")
+    c = e.connect()
+    paths = []
+    for i in range(1024):
+        (path, _eid, _tok) = c.call(MANAGER_PATH, MANAGER_IFACE, "ProvisionEnvironment", "sssa{ss}",
+                                    ("cap", "ws", f"e{i}", {}))
+        paths.append(path)
+    with pytest.raises(DBusError) as ei:
+        c.call(MANAGER_PATH, MANAGER_IFACE, "ProvisionEnvironment", "sssa{ss}", ("cap", "ws", "one-more", {}))
+    assert ei.value.name == "org.execd.Execd1.Error.LimitsExceeded", ei.value
+    c.call(paths[0], "org.execd.Execd1.Environment", "Delete")
+    c.call(MANAGER_PATH, MANAGER_IFACE, "ProvisionEnvironment", "sssa{ss}", ("cap", "ws", "one-more", {}))
