@@ -681,6 +681,9 @@ static int create_context(Manager *m, sd_bus_message *msg, const char *language,
         k = manager_caller_uid(m, msg, &caller);
         if (k < 0)
                 return sd_bus_error_set_errnof(error, k, "Cannot determine the caller's uid: %m");
+        k = manager_authorize_run(m, msg, NULL, error);
+        if (k <= 0)
+                return k < 0 ? k : 1;
         if (is_default) {
                 c = manager_find_default_context(m, caller, language);
                 if (c)

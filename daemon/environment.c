@@ -21,6 +21,7 @@
 #include "files.h"
 #include "log.h"
 #include "macro.h"
+#include "polkit.h"
 
 #define ENV_NAME_MAX 64
 #define ENV_VARS_MAX 128
@@ -406,6 +407,22 @@ static bool take_token(Environment *e) {
         return true;
 }
 
+/* Environments are the host's: root and the daemon's own user manage them; anyone else (the
+ * bridge running as its own user, say) only with polkit's leave. Returns as polkit_authorize(). */
+static int authorize(Manager *m, sd_bus_message *msg, sd_bus_error *error) {
+        static const PolkitAction manage = { POLKIT_ACTION_ENVIRONMENTS };
+        CallerClass class;
+        uid_t uid;
+        int k;
+
+        k = manager_caller_identify(m, msg, &uid, &class);
+        if (k < 0)
+                return sd_bus_error_set_errnof(error, k, "Cannot determine the caller's uid: %m");
+        if (class == CALLER_PRIVILEGED)
+                return 1;
+        return polkit_authorize(m, msg, &manage, 1, error);
+}
+
 static int method_execute(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Environment *e = userdata;
         Manager *m = e->manager;
@@ -417,6 +434,9 @@ static int method_execute(sd_bus_message *msg, void *userdata, sd_bus_error *err
         Command *c;
         int k;
 
+        k = authorize(m, msg, error);
+        if (k <= 0)
+                return k < 0 ? k : 1;
         k = sd_bus_message_read(msg, "ssu", &token, &command, &timeout_sec);
         if (k < 0)
                 return k;
@@ -525,6 +545,9 @@ static int method_delete(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         Manager *m = e->manager;
         int k;
 
+        k = authorize(m, msg, error);
+        if (k <= 0)
+                return k < 0 ? k : 1;
         environment_destroy(e, true);
         k = store_save(m);
         if (k < 0)
@@ -564,7 +587,8 @@ const sd_bus_vtable environment_vtable[] = {
         SD_BUS_VTABLE_END
 };
 
-/* Environments are the host's: only root and the daemon's own user may touch them. */
+/* Environments are the host's: only root and the daemon's own user may read them. Their
+ * methods are let through to ask polkit for anyone else; properties are not. */
 int environment_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata,
                             void **found, sd_bus_error *error) {
         Manager *m = userdata;
@@ -575,8 +599,13 @@ int environment_object_find(sd_bus *bus, const char *path, const char *interface
         e = manager_find_environment(m, path + strlen(EXECD_ENVIRONMENT_PREFIX "/"));
         if (!e)
                 return 0;
-        if (!manager_caller_may_access(m, 0, error))
-                return -EACCES;
+        if (!manager_caller_may_access(m, 0, error)) {
+                sd_bus_message *msg = sd_bus_get_current_message(bus);
+
+                if (!msg || !sd_bus_message_is_method_call(msg, EXECD_ENVIRONMENT_INTERFACE, NULL))
+                        return -EACCES;
+                sd_bus_error_free(error);
+        }
         *found = e;
         return 1;
 }
@@ -631,8 +660,9 @@ int method_provision_environment(sd_bus_message *msg, void *userdata, sd_bus_err
         size_t n = 0;
         int k;
 
-        if (!manager_caller_may_access(m, 0, error))
-                return -EACCES;
+        k = authorize(m, msg, error);
+        if (k <= 0)
+                return k < 0 ? k : 1;
         k = sd_bus_message_read(msg, "sss", &org, &ws, &name);
         if (k < 0)
                 return k;
@@ -737,8 +767,9 @@ int method_list_environments(sd_bus_message *msg, void *userdata, sd_bus_error *
         const char *org, *ws;
         int k;
 
-        if (!manager_caller_may_access(m, 0, error))
-                return -EACCES;
+        k = authorize(m, msg, error);
+        if (k <= 0)
+                return k < 0 ? k : 1;
         k = sd_bus_message_read(msg, "ss", &org, &ws);
         if (k < 0)
                 return k;

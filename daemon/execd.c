@@ -37,6 +37,8 @@ static void help(void) {
                  "     --env-uid-min=N      First uid for task environments (default 600000)\n"
                  "     --env-uid-max=N      Last uid for task environments (default 665535)\n"
                  "     --env-output-max=N   Bytes of output an execute returns (default 1048576)\n"
+                 "     --polkit=yes|no      Ask polkit about callers outside group execd (default: yes\n"
+                 "                          on the system bus, no on any other)\n"
                  "  -v --verbose            Log debug messages\n"),
                program_invocation_short_name);
 }
@@ -57,7 +59,7 @@ static int parse_args(int argc, char *argv[], BusKind *bus_kind, const char **ad
                       int *log_level) {
         enum { ARG_VERSION = 0x100, ARG_SYSTEM, ARG_SESSION, ARG_ADDRESS, ARG_RING, ARG_RETAIN_SEC,
                ARG_RETAIN_COUNT, ARG_MAX_RUNNING, ARG_GRACE, ARG_CGROUP_DIR, ARG_STATE_DIR, ARG_UID_MIN,
-               ARG_UID_MAX, ARG_OUTPUT_MAX };
+               ARG_UID_MAX, ARG_OUTPUT_MAX, ARG_POLKIT };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -74,6 +76,7 @@ static int parse_args(int argc, char *argv[], BusKind *bus_kind, const char **ad
                 { "env-uid-min", required_argument, NULL, ARG_UID_MIN },
                 { "env-uid-max", required_argument, NULL, ARG_UID_MAX },
                 { "env-output-max", required_argument, NULL, ARG_OUTPUT_MAX },
+                { "polkit", required_argument, NULL, ARG_POLKIT },
                 { "verbose", no_argument, NULL, 'v' },
                 {}
         };
@@ -146,6 +149,14 @@ static int parse_args(int argc, char *argv[], BusKind *bus_kind, const char **ad
                                 goto invalid;
                         config->env_output_max = (size_t) v;
                         break;
+                case ARG_POLKIT:
+                        if (strcmp(optarg, "yes") == 0)
+                                config->polkit = 1;
+                        else if (strcmp(optarg, "no") == 0)
+                                config->polkit = 0;
+                        else
+                                goto invalid;
+                        break;
                 case 'v':
                         *log_level = LOG_DEBUG;
                         break;
@@ -185,6 +196,7 @@ int main(int argc, char *argv[]) {
                 .env_uid_min = 600000,
                 .env_uid_max = 665535,
                 .env_output_max = 1024 * 1024,
+                .polkit = -1,
         };
         BusKind bus_kind = BUS_SYSTEM;
         const char *address = NULL;
@@ -243,6 +255,8 @@ int main(int argc, char *argv[]) {
         if (k < 0)
                 return log_error_errno(k, "Failed to attach the bus to the event loop: %m"), EXIT_FAILURE;
 
+        if (config.polkit < 0)
+                config.polkit = bus_kind == BUS_SYSTEM;
         k = manager_new(event, bus, &config, &m);
         if (k < 0)
                 return log_error_errno(k, "Failed to set up the manager: %m"), EXIT_FAILURE;

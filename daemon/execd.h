@@ -63,11 +63,22 @@ typedef struct Config {
         const char *state_dir;  /* NULL: $STATE_DIRECTORY, /var/lib/execd (root) or ~/.local/state/execd */
         uid_t env_uid_min, env_uid_max;
         size_t env_output_max;
+        int polkit; /* ask polkit (polkit.c): 1, 0, or -1 for "on the system bus only" */
 } Config;
+
+/* Who may do what without asking polkit: root and the daemon's own user everything, members
+ * of group execd whatever concerns only themselves. */
+#define EXECD_GROUP "execd"
+typedef enum CallerClass {
+        CALLER_PRIVILEGED,
+        CALLER_MEMBER,
+        CALLER_OTHER,
+} CallerClass;
 
 typedef struct CallerEntry {
         char *name;
         uid_t uid;
+        CallerClass class;
 } CallerEntry;
 
 struct Manager {
@@ -91,6 +102,10 @@ struct Manager {
         /* Unique bus name -> uid, so ownership checks cost no bus round trip after the first. */
         CallerEntry *callers;
         size_t n_callers;
+
+        /* Calls parked until polkit answers (polkit.c). */
+        struct PolkitQuery *polkit_queries;
+        unsigned n_polkit_queries;
 
         sd_event_source *retention_timer;
         sd_event_source *backpressure_check;
@@ -229,6 +244,9 @@ extern const sd_bus_vtable manager_vtable[];
 int manager_new(sd_event *event, sd_bus *bus, const Config *config, Manager **ret);
 Manager *manager_free(Manager *m);
 int manager_caller_uid(Manager *m, sd_bus_message *msg, uid_t *ret);
+int manager_caller_identify(Manager *m, sd_bus_message *msg, uid_t *ret_uid, CallerClass *ret_class);
+/* 1: go on; 0: parked until polkit answers (return 1 without replying); <0: refused, error set. */
+int manager_authorize_run(Manager *m, sd_bus_message *msg, const uint32_t *target_uid, sd_bus_error *error);
 bool manager_caller_may_access(Manager *m, uid_t owner_uid, sd_bus_error *error);
 /* The same, for listings: whether the current caller may see an object of owner_uid. */
 bool manager_caller_sees(Manager *m, uid_t owner_uid);

@@ -10,6 +10,7 @@
 #include "files.h"
 #include "log.h"
 #include "macro.h"
+#include "polkit.h"
 
 /* Every handler: read and validate the arguments, take the caller's identity, act, reply. */
 
@@ -467,6 +468,7 @@ static int method_open_write(sd_bus_message *m, void *userdata, sd_bus_error *er
         k = write_open(userdata, sd_bus_message_get_sender(m), path, mode, &own, &w, error);
         if (k < 0)
                 return k;
+        w->elevated = caller.elevated;
         k = sd_bus_reply_method_return(m, "hs", w->fd, w->token);
         if (k < 0)
                 write_free(w);
@@ -502,11 +504,11 @@ static int commit_reply(sd_bus_message *m, Files *f, PendingWrite *w, int sync_e
         _cleanup_(caller_leavep) FileCaller caller = {};
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         struct stat st;
-        int k;
+        int k = 0;
 
         if (sync_errno)
                 k = files_error(&error, sync_errno, "fsync %s", w->path);
-        else
+        else if (!w->elevated)
                 k = files_caller_enter(f, m, &caller, &error);
         if (k >= 0)
                 k = write_commit_synced(w, &st, &error);
@@ -661,41 +663,79 @@ static int method_write_bytes(sd_bus_message *m, void *userdata, sd_bus_error *e
         return sd_bus_send(NULL, reply, NULL);
 }
 
+/* A call refused for lack of the caller's own rights asks polkit (org.execd.Execd1.files) for
+ * more; on yes the call is dispatched again and runs, whole, with the daemon's rights (on
+ * several paths, what the refused attempt already did is done again). */
+static int or_escalate(sd_bus_message *m, Files *f, int k, sd_bus_error *error) {
+        static const PolkitAction beyond_own_rights = { POLKIT_ACTION_FILES };
+        _cleanup_(sd_bus_error_free) sd_bus_error not_asked = SD_BUS_ERROR_NULL;
+        bool refused = sd_bus_error_is_set(error) ? sd_bus_error_has_name(error, SD_BUS_ERROR_ACCESS_DENIED)
+                                                  : k == -EACCES || k == -EPERM;
+        bool as_caller = f->switched_call == m;
+
+        f->switched_call = NULL;
+        if (!refused || !as_caller)
+                return k;
+        /* polkit cannot be asked (too many questions, say): the caller's own refusal stands. */
+        if (polkit_authorize(f->manager, m, &beyond_own_rights, 1, &not_asked) != 0)
+                return k;
+        sd_bus_error_free(error);
+        return 1;
+}
+
+#define ESCALATING(handler)                                                                        \
+        static int handler##_or_escalate(sd_bus_message *m, void *userdata, sd_bus_error *error) { \
+                Files *f = userdata;                                                               \
+                f->switched_call = NULL;                                                           \
+                return or_escalate(m, f, handler(m, userdata, error), error);                      \
+        }
+ESCALATING(method_stat)
+ESCALATING(method_walk)
+ESCALATING(method_make_directories)
+ESCALATING(method_move)
+ESCALATING(method_remove)
+ESCALATING(method_set_permissions)
+ESCALATING(method_replace)
+ESCALATING(method_open_read)
+ESCALATING(method_open_write)
+ESCALATING(method_read_bytes)
+ESCALATING(method_write_bytes)
+
 #define INFO "(sstxxssu)"
 
 const sd_bus_vtable files_vtable[] = {
         SD_BUS_VTABLE_START(0),
-        SD_BUS_METHOD_WITH_ARGS("Stat", SD_BUS_ARGS("as", paths), SD_BUS_RESULT("a" INFO, infos), method_stat,
+        SD_BUS_METHOD_WITH_ARGS("Stat", SD_BUS_ARGS("as", paths), SD_BUS_RESULT("a" INFO, infos), method_stat_or_escalate,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("List", SD_BUS_ARGS("s", path, "u", depth), SD_BUS_RESULT("a" INFO, entries),
-                                method_walk, SD_BUS_VTABLE_UNPRIVILEGED),
+                                method_walk_or_escalate, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Search", SD_BUS_ARGS("s", path, "s", pattern), SD_BUS_RESULT("a" INFO, matches),
-                                method_walk, SD_BUS_VTABLE_UNPRIVILEGED),
+                                method_walk_or_escalate, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("MakeDirectories", SD_BUS_ARGS("a(suss)", directories), SD_BUS_NO_RESULT,
-                                method_make_directories, SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_METHOD_WITH_ARGS("Move", SD_BUS_ARGS("a(ss)", moves), SD_BUS_NO_RESULT, method_move,
+                                method_make_directories_or_escalate, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Move", SD_BUS_ARGS("a(ss)", moves), SD_BUS_NO_RESULT, method_move_or_escalate,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_METHOD_WITH_ARGS("RemoveFiles", SD_BUS_ARGS("as", paths), SD_BUS_NO_RESULT, method_remove,
+        SD_BUS_METHOD_WITH_ARGS("RemoveFiles", SD_BUS_ARGS("as", paths), SD_BUS_NO_RESULT, method_remove_or_escalate,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("RemoveDirectories", SD_BUS_ARGS("as", paths), SD_BUS_NO_RESULT,
-                                method_remove, SD_BUS_VTABLE_UNPRIVILEGED),
+                                method_remove_or_escalate, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("SetPermissions", SD_BUS_ARGS("a(suss)", entries), SD_BUS_NO_RESULT,
-                                method_set_permissions, SD_BUS_VTABLE_UNPRIVILEGED),
+                                method_set_permissions_or_escalate, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Replace", SD_BUS_ARGS("a(sss)", entries), SD_BUS_RESULT("au", counts),
-                                method_replace, SD_BUS_VTABLE_UNPRIVILEGED),
+                                method_replace_or_escalate, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("OpenRead", SD_BUS_ARGS("s", path), SD_BUS_RESULT("h", fd, INFO, info),
-                                method_open_read, SD_BUS_VTABLE_UNPRIVILEGED),
+                                method_open_read_or_escalate, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("OpenWrite", SD_BUS_ARGS("s", path, "u", mode, "s", owner, "s", group),
-                                SD_BUS_RESULT("h", fd, "s", token), method_open_write, SD_BUS_VTABLE_UNPRIVILEGED),
+                                SD_BUS_RESULT("h", fd, "s", token), method_open_write_or_escalate, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("CommitWrite", SD_BUS_ARGS("s", token), SD_BUS_RESULT(INFO, info),
                                 method_commit_write, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("AbortWrite", SD_BUS_ARGS("s", token), SD_BUS_NO_RESULT, method_abort_write,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ReadBytes", SD_BUS_ARGS("s", path, "t", offset, "t", length),
-                                SD_BUS_RESULT("ay", data), method_read_bytes, SD_BUS_VTABLE_UNPRIVILEGED),
+                                SD_BUS_RESULT("ay", data), method_read_bytes_or_escalate, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("WriteBytes",
                                 SD_BUS_ARGS("s", path, "ay", data, "u", mode, "s", owner, "s", group),
-                                SD_BUS_RESULT(INFO, info), method_write_bytes, SD_BUS_VTABLE_UNPRIVILEGED),
+                                SD_BUS_RESULT(INFO, info), method_write_bytes_or_escalate, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END
 };
 

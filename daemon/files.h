@@ -29,6 +29,7 @@ typedef struct FileCaller {
         uid_t uid;
         gid_t gid;
         bool switched;
+        bool elevated; /* polkit let the call use the daemon's rights */
 } FileCaller;
 
 /* Owner and group to apply; has_* false leaves them. */
@@ -51,6 +52,7 @@ struct PendingWrite {
         mode_t mode; /* 0: keep the replaced file's, or the default */
         Ownership own;
         bool committing; /* its fsync runs in a thread; nobody else may touch it */
+        bool elevated;   /* opened with polkit's leave: committed with the daemon's rights too */
 };
 
 struct Files {
@@ -63,6 +65,7 @@ struct Files {
         gid_t *groups; /* the daemon's own supplementary groups, restored after each call */
         int n_groups;
         unsigned n_syncing; /* fsync threads running */
+        sd_bus_message *switched_call; /* the call now running with its caller's identity */
 };
 
 int files_new(Manager *m, sd_bus *bus, Files **ret);

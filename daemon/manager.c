@@ -18,6 +18,7 @@
 #include "environment.h"
 #include "files.h"
 #include "metrics.h"
+#include "polkit.h"
 
 /* Outgoing bus queue watermarks, in messages (each at most one 64 KiB chunk). */
 #define BUS_QUEUE_HIGH 32
@@ -48,9 +49,35 @@ static void caller_forget(Manager *m, const char *name) {
                 }
 }
 
-int manager_caller_uid(Manager *m, sd_bus_message *msg, uid_t *ret) {
+/* Membership as dbus-daemon's policy sees it: the user database's groups of the uid, not the
+ * groups the calling process happens to hold. */
+static CallerClass classify_uid(Manager *m, uid_t uid) {
+        struct passwd pw, *pwp = NULL;
+        struct group gr, *grp = NULL;
+        char buf[16384], gbuf[16384];
+        gid_t groups[256];
+        int n = (int) ELEMENTSOF(groups);
+
+        if (uid == 0 || uid == m->euid)
+                return CALLER_PRIVILEGED;
+        if (getgrnam_r(EXECD_GROUP, &gr, gbuf, sizeof gbuf, &grp) != 0 || !grp)
+                return CALLER_OTHER;
+        if (getpwuid_r(uid, &pw, buf, sizeof buf, &pwp) != 0 || !pwp)
+                return CALLER_OTHER;
+        if (pwp->pw_gid == grp->gr_gid)
+                return CALLER_MEMBER;
+        if (getgrouplist(pwp->pw_name, pwp->pw_gid, groups, &n) < 0)
+                n = 0;
+        for (int i = 0; i < n; i++)
+                if (groups[i] == grp->gr_gid)
+                        return CALLER_MEMBER;
+        return CALLER_OTHER;
+}
+
+int manager_caller_identify(Manager *m, sd_bus_message *msg, uid_t *ret_uid, CallerClass *ret_class) {
         _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
         const char *sender = sd_bus_message_get_sender(msg);
+        CallerClass class;
         uid_t uid;
         int k;
 
@@ -58,7 +85,9 @@ int manager_caller_uid(Manager *m, sd_bus_message *msg, uid_t *ret) {
                 return -EPERM;
         for (size_t i = 0; i < m->n_callers; i++)
                 if (strcmp(m->callers[i].name, sender) == 0) {
-                        *ret = m->callers[i].uid;
+                        *ret_uid = m->callers[i].uid;
+                        if (ret_class)
+                                *ret_class = m->callers[i].class;
                         return 0;
                 }
 
@@ -70,6 +99,7 @@ int manager_caller_uid(Manager *m, sd_bus_message *msg, uid_t *ret) {
                 k = sd_bus_creds_get_uid(creds, &uid);
         if (k < 0)
                 return k;
+        class = classify_uid(m, uid);
 
         /* Entries leave when their name leaves the bus; a full cache simply starts over. */
         if (m->n_callers == CALLER_CACHE_MAX) {
@@ -82,10 +112,42 @@ int manager_caller_uid(Manager *m, sd_bus_message *msg, uid_t *ret) {
         if (m->callers) {
                 char *name = strdup(sender);
                 if (name)
-                        m->callers[m->n_callers++] = (CallerEntry) { .name = name, .uid = uid };
+                        m->callers[m->n_callers++] = (CallerEntry) { .name = name, .uid = uid, .class = class };
         }
-        *ret = uid;
+        *ret_uid = uid;
+        if (ret_class)
+                *ret_class = class;
         return 0;
+}
+
+int manager_caller_uid(Manager *m, sd_bus_message *msg, uid_t *ret) {
+        return manager_caller_identify(m, msg, ret, NULL);
+}
+
+/* Starting something that runs code: members and the privileged may; anyone else asks polkit,
+ * and running as another uid asks polkit for everyone but the privileged. Returns as
+ * polkit_authorize() does. */
+int manager_authorize_run(Manager *m, sd_bus_message *msg, const uint32_t *target_uid, sd_bus_error *error) {
+        PolkitAction actions[2];
+        char uid_text[16];
+        CallerClass class;
+        size_t n = 0;
+        uid_t caller;
+        int k;
+
+        k = manager_caller_identify(m, msg, &caller, &class);
+        if (k < 0)
+                return sd_bus_error_set_errnof(error, k, "Cannot determine the caller's uid: %m");
+        if (class == CALLER_PRIVILEGED)
+                return 1;
+        /* Without polkit, whoever the bus lets through may run as themselves. */
+        if (class == CALLER_OTHER && m->config.polkit)
+                actions[n++] = (PolkitAction) { POLKIT_ACTION_RUN };
+        if (target_uid && *target_uid != caller) {
+                (void) snprintf(uid_text, sizeof uid_text, "%u", (unsigned) *target_uid);
+                actions[n++] = (PolkitAction) { POLKIT_ACTION_RUN_AS_USER, "uid", uid_text };
+        }
+        return polkit_authorize(m, msg, actions, n, error);
 }
 
 /* Root and the daemon's own user see everything; others only what they own. Calls made by
@@ -246,9 +308,10 @@ static int read_run_options(sd_bus_message *msg, RunOptions *o, sd_bus_error *er
         return sd_bus_message_exit_container(msg);
 }
 
-/* Who the command runs as. Root and the daemon's own user may pick any uid; anyone else runs
- * as themselves. */
-static int resolve_user(Manager *m, uid_t caller, RunOptions *o, CommandSpec *spec, sd_bus_error *error) {
+/* Who the command runs as. Root and the daemon's own user may pick any uid, and so may whoever
+ * polkit allowed to (uid_authorized); anyone else runs as themselves. */
+static int resolve_user(Manager *m, uid_t caller, bool uid_authorized, RunOptions *o, CommandSpec *spec,
+                        sd_bus_error *error) {
         bool privileged = caller == 0 || caller == m->euid;
         struct passwd pw, *pwp = NULL;
         char buf[16384];
@@ -257,7 +320,7 @@ static int resolve_user(Manager *m, uid_t caller, RunOptions *o, CommandSpec *sp
 
         if (o->has_gid && !o->has_uid)
                 return sd_bus_error_setf(error, EXECD_ERROR_INVALID_ARGUMENT, "uid is required when gid is provided");
-        if (!privileged && o->has_uid && o->uid != caller)
+        if (!privileged && !uid_authorized && o->has_uid && o->uid != caller)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
                                          "uid %u may not run commands as uid %u", (unsigned) caller, (unsigned) o->uid);
         if (!o->has_uid && privileged)
@@ -273,7 +336,7 @@ static int resolve_user(Manager *m, uid_t caller, RunOptions *o, CommandSpec *sp
 
         (void) getpwuid_r(uid, &pw, buf, sizeof buf, &pwp);
         gid = o->has_gid ? o->gid : pwp ? pwp->pw_gid : (gid_t) uid;
-        if (!privileged && o->has_gid && (!pwp || gid != pwp->pw_gid))
+        if (!privileged && !uid_authorized && o->has_gid && (!pwp || gid != pwp->pw_gid))
                 return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "gid %u is not allowed", (unsigned) gid);
 
         spec->set_user = true;
@@ -359,6 +422,12 @@ int manager_run(Manager *m, sd_bus_message *msg, Session *session, sd_bus_error 
         k = manager_caller_uid(m, msg, &caller);
         if (k < 0)
                 return sd_bus_error_set_errnof(error, k, "Cannot determine the caller's uid: %m");
+        /* A session's runs were authorized when it was created. */
+        if (!session) {
+                k = manager_authorize_run(m, msg, o.has_uid ? &o.uid : NULL, error);
+                if (k <= 0)
+                        return k < 0 ? k : 1;
+        }
 
         if (session)
                 envp = env_copy(session->env);
@@ -386,7 +455,8 @@ int manager_run(Manager *m, sd_bus_message *msg, Session *session, sd_bus_error 
         }
 
         /* A session's runs are its owner's, whoever asks for them (root may use any session). */
-        k = resolve_user(m, session ? session->owner_uid : caller, &o, &spec, error);
+        k = resolve_user(m, session ? session->owner_uid : caller, !session && o.has_uid && o.uid != caller, &o,
+                         &spec, error);
         groups = spec.groups;
         if (k < 0 || sd_bus_error_is_set(error))
                 return k;
@@ -468,6 +538,9 @@ static int method_create_session(sd_bus_message *msg, void *userdata, sd_bus_err
         k = manager_caller_uid(m, msg, &caller);
         if (k < 0)
                 return sd_bus_error_set_errnof(error, k, "Cannot determine the caller's uid: %m");
+        k = manager_authorize_run(m, msg, NULL, error);
+        if (k <= 0)
+                return k < 0 ? k : 1;
         if (o.cwd && *o.cwd) {
                 FileCaller fc = {};
 
@@ -732,6 +805,7 @@ static int on_name_owner_changed(sd_bus_message *msg, void *userdata, sd_bus_err
         if (name[0] != ':' || *new_owner)
                 return 0;
         caller_forget(m, name);
+        polkit_name_gone(m, name);
         metrics_name_gone(m->metrics, name);
         files_name_gone(m->files, name);
         for (Owner *o = m->owners; o; o = o->next)
@@ -943,6 +1017,7 @@ Manager *manager_free(Manager *m) {
                 manager_remove_command(m, m->commands_head);
         metrics_free(m->metrics);
         files_free(m->files);
+        polkit_free_all(m);
         for (size_t i = 0; i < m->n_callers; i++)
                 free(m->callers[i].name);
         free(m->callers);

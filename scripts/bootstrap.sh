@@ -10,7 +10,7 @@ packages=(
         meson ninja-build pkg-config gcc gettext
         libsystemd-dev libglib2.0-dev libsoup-3.0-dev libjson-glib-dev
         dbus dbus-daemon systemd curl
-        python3 python3-pytest python3-requests python3-dbus python3-jeepney
+        python3 python3-pytest python3-requests python3-dbus python3-jeepney python3-dbusmock
         wrk nginx-light libzmq3-dev python3-ipykernel scdoc
 )
 missing=()

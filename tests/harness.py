@@ -3,6 +3,7 @@
 Used by tests/bus, tests/http and tests/bench. Paths come from the environment that
 `meson test` sets (EXECD_BUILD_ROOT, EXECD_SOURCE_ROOT); run under /usr/bin/python3.
 """
+import contextlib
 import os
 import re
 import secrets
@@ -170,3 +171,41 @@ def wait_until(pred, timeout, interval=0.02):
         if v or time.monotonic() >= deadline:
             return v
         time.sleep(interval)
+
+
+def read_line(stream, timeout):
+    """One line from a text pipe, or "" at end of file; TimeoutError after timeout seconds."""
+    r, _, _ = select.select([stream], [], [], timeout)
+    if not r:
+        raise TimeoutError(f"no line within {timeout} s")
+    return stream.readline()
+
+
+@contextlib.contextmanager
+def temporary_user(groups=()):
+    """A throwaway system user (pwd entry) in the given supplementary groups, each created
+    when missing and removed again afterwards if created here. Needs root and useradd."""
+    import grp
+    import pwd
+    import pytest
+    if os.geteuid() != 0:
+        pytest.skip("needs root (creates a user)")
+    if not shutil.which("useradd"):
+        pytest.skip("useradd is not installed")
+    created = []
+    for group in groups:
+        try:
+            grp.getgrnam(group)
+        except KeyError:
+            subprocess.run(["groupadd", "--system", group], check=True)
+            created.append(group)
+    name = "execd-t" + secrets.token_hex(3)
+    subprocess.run(["useradd", "--system", "--no-create-home", "--no-user-group",
+                    "--shell", "/usr/sbin/nologin"] + (["--groups", ",".join(groups)] if groups else [])
+                   + [name], check=True)
+    try:
+        yield pwd.getpwnam(name)
+    finally:
+        subprocess.run(["userdel", name], check=False)
+        for group in created:
+            subprocess.run(["groupdel", group], check=False)

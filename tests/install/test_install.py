@@ -49,7 +49,7 @@ def _dir(name):
 @pytest.fixture(scope="module")
 def dirs():
     return {k: _dir(k) for k in ("PREFIX", "BINDIR", "LIBEXECDIR", "LOCALEDIR", "DBUSDATADIR",
-                                 "UNITDIR", "SYSUSERSDIR", "TMPFILESDIR", "DOCDIR")}
+                                 "UNITDIR", "SYSUSERSDIR", "TMPFILESDIR", "DOCDIR", "POLKITDIR")}
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +88,8 @@ def expected_files(dirs):
         f"{d['SYSUSERSDIR']}/execd.conf",
         f"{d['TMPFILESDIR']}/execd.conf",
         f"{d['DOCDIR']}/execd.conf.example",
+        f"{d['POLKITDIR']}/actions/org.execd.Execd1.policy",
+        f"{d['POLKITDIR']}/rules.d/50-execd-bridge.rules",
     } | man_pages()
 
 
