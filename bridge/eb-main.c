@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "eb-server.h"
@@ -163,6 +164,17 @@ int main(int argc, char *argv[]) {
         /* Children of ours (none today) must not inherit it. */
         g_unsetenv("EXECD_ACCESS_TOKEN");
 
+        /* Socket activation: systemd's sockets replace --listen. The variables are unset so
+         * that they cannot leak to anything we might start. */
+        options.listen_fds = sd_listen_fds(1);
+        if (options.listen_fds < 0) {
+                g_printerr("execd-bridge: cannot take the sockets passed by systemd (LISTEN_FDS): %s\n",
+                           g_strerror(-options.listen_fds));
+                return 1;
+        }
+        if (options.listen_fds > 0 && listen)
+                g_message("--listen=%s is ignored: systemd passed %d socket(s) (LISTEN_FDS)", listen,
+                          options.listen_fds);
         options.listen = listen ? listen : (char *) "127.0.0.1:44772";
         options.bus_address = use_session ? (char *) "session" : bus_address;
         options.token = token;

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <string.h>
+#include <sys/socket.h>
+#include <systemd/sd-daemon.h>
 
 #include "eb-bus-source.h"
 #include "eb-files.h"
@@ -545,10 +547,30 @@ static gboolean listen_on(SoupServer *soup, const char *listen, GError **error) 
         return soup_server_listen_socket(soup, socket, 0, error);
 }
 
+/* Socket activation: systemd bound them (with the socket unit's Backlog=) and keeps them
+ * across restarts of the bridge. */
+static gboolean listen_on_fds(SoupServer *soup, int n, GError **error) {
+        for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + n; fd++) {
+                g_autoptr(GSocket) socket = NULL;
+                int k = sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1);
+
+                if (k <= 0) {
+                        g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                                    "Descriptor %d passed by systemd (LISTEN_FDS) is not a listening stream socket%s%s",
+                                    fd, k < 0 ? ": " : "", k < 0 ? g_strerror(-k) : "");
+                        return FALSE;
+                }
+                socket = g_socket_new_from_fd(fd, error);
+                if (!socket || !soup_server_listen_socket(soup, socket, 0, error))
+                        return FALSE;
+        }
+        return TRUE;
+}
+
 EbServer *eb_server_new(const EbServerOptions *options, GError **error) {
         EbServer *s = g_new0(EbServer, 1);
         g_autoptr(GError) bus_error = NULL;
-        GSList *uris;
+        GSList *listeners;
 
         s->bus_address = g_strdup(options->bus_address);
         s->token = g_strdup(options->token);
@@ -558,7 +580,8 @@ EbServer *eb_server_new(const EbServerOptions *options, GError **error) {
         soup_server_add_handler(s->soup, NULL, handle_request, s, NULL);
         g_signal_connect(s->soup, "request-started", G_CALLBACK(on_request_started), s);
 
-        if (!listen_on(s->soup, options->listen, error)) {
+        if (options->listen_fds > 0 ? !listen_on_fds(s->soup, options->listen_fds, error)
+                                    : !listen_on(s->soup, options->listen, error)) {
                 eb_server_free(s);
                 return NULL;
         }
@@ -568,13 +591,18 @@ EbServer *eb_server_new(const EbServerOptions *options, GError **error) {
                 s->reconnect_id = g_timeout_add_seconds(RECONNECT_SECONDS, reconnect, s);
         }
 
-        uris = soup_server_get_uris(s->soup);
-        for (GSList *l = uris; l; l = l->next) {
-                g_autofree char *uri = g_uri_to_string(l->data);
+        /* Not soup_server_get_uris(): it assumes IP sockets, and systemd may pass AF_UNIX ones. */
+        listeners = soup_server_get_listeners(s->soup);
+        for (GSList *l = listeners; l; l = l->next) {
+                g_autoptr(GSocketAddress) address = g_socket_get_local_address(l->data, NULL);
+                g_autofree char *where = address ? g_socket_connectable_to_string(G_SOCKET_CONNECTABLE(address)) : NULL;
+                gboolean inet = G_IS_INET_SOCKET_ADDRESS(address);
+
                 /* The address line is what scripts and tests wait for. */
-                g_print("execd-bridge: listening on %s\n", uri);
+                g_print("execd-bridge: listening on %s%s%s%s\n", inet ? "http://" : "unix:", where ? where : "?",
+                        inet ? "/" : "", options->listen_fds > 0 ? " (socket from systemd)" : "");
         }
-        g_slist_free_full(uris, (GDestroyNotify) g_uri_unref);
+        g_slist_free(listeners);
         return s;
 }
 

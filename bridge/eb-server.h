@@ -39,6 +39,7 @@ GPtrArray *eb_api_keys_load(const char *path, GError **error);
 
 typedef struct {
         char *listen;       /* HOST:PORT */
+        int listen_fds;     /* > 0: listen on systemd's SD_LISTEN_FDS_START… instead of listen */
         char *bus_address;  /* NULL: system bus, "session": session bus */
         char *token;
         GPtrArray *api_keys; /* EbApiKey*, taken by the server; NULL: none */

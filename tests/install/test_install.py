@@ -4,8 +4,9 @@
   * the exact set of installed files (locale .mo files matched by a glob: translations come
     and go);
   * the configured unit and activation files (no @...@ left, the real install paths);
-  * `systemd-analyze verify` of the installed units (paths rewritten into the destdir so the
-    "is the binary executable" check sees the installed binaries);
+  * `systemd-analyze verify` of the installed units, execd-bridge.socket included (paths
+    rewritten into the destdir so the "is the binary executable" check sees the installed
+    binaries);
   * the installed D-Bus policy, on a private dbus-daemon with a system-bus style default
     policy that includes the installed system.d directory, with the installed execd: root
     may call it, uid 65534 may only introspect and ping it, a user in the group execd may
@@ -68,11 +69,13 @@ def inst(destdir, path):
     return os.path.join(destdir, path.lstrip("/"))
 
 
+UNITS = ("execd.service", "execd-bridge.service", "execd-bridge.socket")
+
+
 def expected_files(dirs):
     d = dirs
     dbus = d["DBUSDATADIR"]
-    units = set() if d["UNITDIR"] == "no" else {f"{d['UNITDIR']}/execd.service",
-                                                 f"{d['UNITDIR']}/execd-bridge.service"}
+    units = set() if d["UNITDIR"] == "no" else {f"{d['UNITDIR']}/{u}" for u in UNITS}
     return units | {
         f"{d['BINDIR']}/execd-bridge",
         f"{d['LIBEXECDIR']}/execd",
@@ -127,9 +130,10 @@ def test_configured_files(destdir, dirs):
         pytest.skip("built with -Dsystemdsystemunitdir=no")
     daemon = read(destdir, f"{unitdir}/execd.service")
     bridge = read(destdir, f"{unitdir}/execd-bridge.service")
+    socket = read(destdir, f"{unitdir}/execd-bridge.socket")
     activation = read(destdir, f"{dbus}/system-services/org.execd.Execd1.service")
     example = read(destdir, f"{dirs['DOCDIR']}/execd.conf.example")
-    for text in (daemon, bridge, activation, example):
+    for text in (daemon, bridge, socket, activation, example):
         assert not re.search(r"@[a-z_]+@", text)
     assert unit_values(daemon, "ExecStart") == [f"{dirs['LIBEXECDIR']}/execd --system"]
     assert unit_values(daemon, "Type") == ["dbus"]
@@ -139,6 +143,13 @@ def test_configured_files(destdir, dirs):
     assert unit_values(bridge, "ExecStart")[0].startswith(f"{dirs['BINDIR']}/execd-bridge --system ")
     assert unit_values(bridge, "User") == ["execd-bridge"]
     assert unit_values(bridge, "SupplementaryGroups") == ["execd"]
+    # The socket of the same name is handed to the service; the service must still start
+    # without it, so it neither requires it nor names it.
+    assert unit_values(socket, "ListenStream") == ["127.0.0.1:44772"]
+    assert unit_values(socket, "WantedBy") == ["sockets.target"]
+    assert unit_values(socket, "Documentation") == ["man:execd-bridge(8)"]
+    assert not unit_values(bridge, "Sockets") and not unit_values(bridge, "Requires")
+    assert set(unit_values(bridge, "RestrictAddressFamilies")[0].split()) == {"AF_UNIX", "AF_INET", "AF_INET6"}
     assert unit_values(activation, "Name") == ["org.execd.Execd1"]
     assert unit_values(activation, "SystemdService") == ["execd.service"]
     assert unit_values(activation, "User") == ["root"]
@@ -151,19 +162,23 @@ def test_configured_files(destdir, dirs):
 
 def test_systemd_analyze_verify(destdir, dirs, tmp_path):
     """The units parse cleanly. systemd-analyze verify also checks that ExecStart= binaries
-    exist, so the copies verified here name the binaries inside the destdir."""
+    exist, so the copies verified here name the binaries inside the destdir, and that the
+    Documentation= manual pages exist, so man looks in the destdir (when scdoc built them)."""
     if dirs["UNITDIR"] == "no":
         pytest.skip("built with -Dsystemdsystemunitdir=no")
     if not shutil.which("systemd-analyze"):
         pytest.skip("systemd-analyze is not installed")
     prefix = dirs["PREFIX"].rstrip("/") + "/"
     units = []
-    for name in ("execd.service", "execd-bridge.service"):
+    for name in UNITS:
         text = read(destdir, f"{dirs['UNITDIR']}/{name}")
         out = tmp_path / name
         out.write_text(text.replace(prefix, inst(destdir, prefix)))
         units.append(str(out))
-    r = subprocess.run(["systemd-analyze", "verify", *units], cwd="/",
+    mandir = os.environ.get("EXECD_INSTALL_MANDIR", "")
+    man = ["--man=no"] if not mandir or not shutil.which("man") else []
+    env = dict(os.environ, MANPATH=inst(destdir, mandir)) if mandir else None
+    r = subprocess.run(["systemd-analyze", "verify", *man, *units], cwd="/", env=env,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     out = r.stdout.decode()
     assert r.returncode == 0 and out.strip() == "", out
