@@ -120,9 +120,32 @@ static void emit_error(Context *c, const char *ename, const char *evalue, char *
         context_emit(c, CONTEXT_EVENT_ERROR, b);
 }
 
+static const char *context_state(Context *c) {
+        return c->dead                                       ? "dead"
+               : !c->kernel || !kernel_is_ready(c->kernel) ? "starting"
+               : c->running                                 ? "busy"
+                                                            : "idle";
+}
+
+/* Unicast like Event (to the caller of the current run, if any): a broadcast would show every
+ * bus client another uid's context, its state and its execution count. */
 static void context_send_changed(Context *c) {
-        (void) sd_bus_emit_properties_changed(c->manager->bus, c->path, EXECD_CONTEXT_INTERFACE, "State",
-                                              "ExecutionCount", NULL);
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *s = NULL;
+        int k;
+
+        if (!c->run_owner)
+                return;
+        k = sd_bus_message_new_signal(c->manager->bus, &s, c->path, "org.freedesktop.DBus.Properties",
+                                      "PropertiesChanged");
+        if (k >= 0)
+                k = sd_bus_message_set_destination(s, c->run_owner);
+        if (k >= 0)
+                k = sd_bus_message_append(s, "sa{sv}as", EXECD_CONTEXT_INTERFACE, 2, "State", "s", context_state(c),
+                                          "ExecutionCount", "x", (int64_t) c->execution_count, 0);
+        if (k >= 0)
+                k = sd_bus_send(c->manager->bus, s, NULL);
+        if (k < 0)
+                log_debug_errno(k, "context %s: failed to send PropertiesChanged: %m", c->id);
 }
 
 static void run_end(Context *c, uint64_t elapsed_ms) {
@@ -134,9 +157,9 @@ static void run_end(Context *c, uint64_t elapsed_ms) {
         }
         context_emit(c, CONTEXT_EVENT_COMPLETE, b);
         c->running = false;
+        context_send_changed(c);
         c->run_owner = mfree(c->run_owner);
         c->run_code = mfree(c->run_code);
-        context_send_changed(c);
 }
 
 static void on_stream(void *ud, const char *name, const char *text) {
@@ -536,11 +559,8 @@ static int method_read_events(sd_bus_message *msg, void *userdata, sd_bus_error 
 static int property_get_state(sd_bus *bus, const char *path, const char *interface, const char *property,
                               sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Context *c = userdata;
-        const char *state = c->dead ? "dead" : !c->kernel || !kernel_is_ready(c->kernel) ? "starting"
-                            : c->running                                             ? "busy"
-                                                                                      : "idle";
 
-        return sd_bus_message_append(reply, "s", state);
+        return sd_bus_message_append(reply, "s", context_state(c));
 }
 
 static int property_get_cwd(sd_bus *bus, const char *path, const char *interface, const char *property,
