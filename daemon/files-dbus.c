@@ -278,16 +278,18 @@ static int method_replace(sd_bus_message *m, void *userdata, sd_bus_error *error
                 if (!grown)
                         return -ENOMEM;
                 items = grown;
-                items[n] = NULL;
-                items[n + 1] = strdup(old);
-                items[n + 2] = strdup(new_text);
-                items[n + 3] = NULL;
-                if (!items[n + 1] || !items[n + 2])
-                        return -ENOMEM;
+                /* Filled in order, so the list is NULL-terminated (and freed) at every return. */
+                items[n] = items[n + 1] = items[n + 2] = items[n + 3] = NULL;
                 k = files_expand(path, &items[n], error);
-                n += 3;
                 if (k < 0)
                         return k;
+                items[n + 1] = strdup(old);
+                if (!items[n + 1])
+                        return -ENOMEM;
+                items[n + 2] = strdup(new_text);
+                if (!items[n + 2])
+                        return -ENOMEM;
+                n += 3;
                 if (!*old)
                         return sd_bus_error_setf(error, EXECD_ERROR_INVALID_ARGUMENT,
                                                  "old content must not be empty (%s)", path);
