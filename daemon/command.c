@@ -16,6 +16,7 @@
 #include "errors.h"
 #include "execd.h"
 #include "environment.h"
+#include "groups.h"
 #include "jupyter.h"
 #include "log.h"
 #include "macro.h"
@@ -253,6 +254,7 @@ static void command_record_exit(Command *c, const siginfo_t *si) {
                 c->exit_code = -1;
                 c->signal = si->si_status;
         }
+        group_unmark(&c->group_marker);
         c->pidfd_source = sd_event_source_disable_unref(c->pidfd_source);
         c->pidfd = safe_close(c->pidfd);
         c->kill_source = sd_event_source_disable_unref(c->kill_source);
@@ -510,6 +512,7 @@ static int command_spawn(Command *c, const CommandSpec *spec) {
                 (void) waitpid(pid, NULL, 0);
                 return -e;
         }
+        group_mark(c->manager->runtime_dir, pid, &c->group_marker);
         if (fcntl(out_r, F_SETFL, O_NONBLOCK) < 0 || fcntl(err_r, F_SETFL, O_NONBLOCK) < 0)
                 return -errno;
         c->out_fd[0] = TAKE_FD(out_r);
@@ -613,6 +616,7 @@ Command *command_free(Command *c) {
                 (void) kill(-c->pid, SIGKILL);
                 (void) waitpid(c->pid, NULL, 0);
         }
+        group_unmark(&c->group_marker);
         for (int i = 0; i < 2; i++)
                 command_close_pipe(c, i);
         sd_event_source_disable_unref(c->pidfd_source);

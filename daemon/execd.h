@@ -134,6 +134,7 @@ struct Command {
 
         pid_t pid;
         int pidfd;
+        char *group_marker; /* groups.h: while the leader runs */
         int out_fd[2]; /* stdout, stderr; -1 once at EOF */
         sd_event_source *out_source[2];
         sd_event_source *pidfd_source;

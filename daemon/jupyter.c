@@ -31,6 +31,7 @@
 #include <zmq.h>
 
 #include "env.h"
+#include "groups.h"
 #include "jupyter.h"
 #include "log.h"
 #include "macro.h"
@@ -82,6 +83,7 @@ struct Kernel {
         pid_t pid;
         int pidfd;
         bool reaped;
+        char *group_marker; /* groups.h */
         sd_event_source *pidfd_source;
         int log_fd;     /* the kernel's stdout and stderr */
         sd_event_source *log_source;
@@ -148,6 +150,7 @@ static Kernel *kernel_ref(Kernel *k) {
 static void kernel_release(Kernel *k) {
         free(k->reply_status);
         free(k->ip);
+        group_unmark(&k->group_marker);
         free(k->dir);
         free(k);
 }
@@ -488,6 +491,7 @@ static bool kernel_reap(Kernel *k) {
                 (void) waitid((idtype_t) P_PIDFD, (id_t) k->pidfd, &si, WEXITED | WNOHANG);
         }
         k->reaped = true;
+        group_unmark(&k->group_marker);
         k->pidfd_source = sd_event_source_disable_unref(k->pidfd_source);
         k->pidfd = safe_close(k->pidfd);
         kernel_exited(k, known ? &si : NULL);
@@ -1299,6 +1303,7 @@ int kernel_start(sd_event *event, const KernelSpec *spec, const KernelOptions *o
         r = kernel_spawn(k, &a);
         if (r < 0)
                 return r;
+        group_mark(opts->runtime_dir, k->pid, &k->group_marker);
 
         r = sd_event_add_io(event, &k->pidfd_source, k->pidfd, EPOLLIN, on_pidfd, k);
         if (r < 0)

@@ -17,6 +17,7 @@
 #include "context.h"
 #include "environment.h"
 #include "files.h"
+#include "groups.h"
 #include "metrics.h"
 #include "polkit.h"
 
@@ -858,7 +859,8 @@ void manager_stop(Manager *m) {
                                           m->config.kill_grace_usec, TIMER_ACCURACY_USEC, on_stop_timer, m);
 }
 
-/* Directories of daemons that died without cleaning up (kernels-PID with no such process). */
+/* Directories of daemons that died without cleaning up (kernels-PID with no such process), and
+ * the commands and kernels those daemons left running (groups.h). */
 static void remove_stale_runtime_dirs(const char *parent) {
         DIR *d = opendir(parent);
         struct dirent *de;
@@ -878,6 +880,7 @@ static void remove_stale_runtime_dirs(const char *parent) {
                         continue;
                 if (asprintf(&path, "%s/%s", parent, de->d_name) < 0)
                         break;
+                groups_kill_marked(path);
                 if (files_remove_tree(path, &ignored) >= 0)
                         log_debug("removed %s, left by a daemon that is gone", path);
                 sd_bus_error_free(&ignored);
