@@ -74,8 +74,17 @@ void eb_reply_error(SoupServerMessage *msg, EbApi api, guint status, const char 
         eb_reply_json(msg, status, out);
 }
 
+/* dbus-daemon answers the calls pending on a daemon that died with NoReply, like a timeout,
+ * but with this text: that is a daemon gone (503/502), not a daemon too slow (504). */
+static const char *bus_error_name(const sd_bus_error *e) {
+        if (e && e->name && e->message && strcmp(e->name, "org.freedesktop.DBus.Error.NoReply") == 0 &&
+            strstr(e->message, "recipient disconnected"))
+                return "org.freedesktop.DBus.Error.Disconnected";
+        return e ? e->name : NULL;
+}
+
 void eb_reply_bus_error(SoupServerMessage *msg, EbApi api, const sd_bus_error *error, const char *not_found_code) {
-        const EbErrorMapping *m = eb_error_lookup(error ? error->name : NULL);
+        const EbErrorMapping *m = eb_error_lookup(bus_error_name(error));
         guint status = eb_error_status(m, api);
         const char *code = api == EB_API_EXECD ? m->code : m->type;
         g_autofree char *message = NULL;

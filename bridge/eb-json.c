@@ -209,19 +209,74 @@ void eb_json_null(EbJson *j) {
         g_string_append(j->out, "null");
 }
 
+/* The 16-bit value of the \uXXXX escape at data[i] (data[i] == '\\'), or -1. */
+static int u_escape_at(const char *data, gsize len, gsize i) {
+        int v = 0;
+
+        if (i + 5 >= len || data[i + 1] != 'u')
+                return -1;
+        for (gsize k = i + 2; k < i + 6; k++) {
+                int d = g_ascii_xdigit_value(data[k]);
+                if (d < 0)
+                        return -1;
+                v = v * 16 + d;
+        }
+        return v;
+}
+
 /* json-glib keeps strings as C strings, so "a\u0000b" would silently become "a": a command,
- * path or name cut short is worse than an error. Escapes are followed, so "\\u0000" (a
- * backslash, then text) is not a NUL. */
+ * path or name cut short is worse than an error. It also turns an unpaired surrogate escape
+ * ("\udcff") into bytes that are not UTF-8, which sd-bus then refuses to send: that must be a
+ * 400 too, not a "daemon not available". Escapes are followed, so "\\u0000" (a backslash,
+ * then text) is not a NUL. */
 gboolean eb_json_text_has_nul_escape(const char *data, gsize len) {
         for (gsize i = 0; i < len; i++) {
+                int v;
+
                 if (data[i] == 0)
                         return TRUE;
                 if (data[i] != '\\')
                         continue;
-                if (i + 5 < len && data[i + 1] == 'u' && data[i + 2] == '0' && data[i + 3] == '0' &&
-                    data[i + 4] == '0' && data[i + 5] == '0')
+                v = u_escape_at(data, len, i);
+                if (v == 0)
+                        return TRUE;
+                if (v >= 0xD800 && v <= 0xDBFF) {
+                        int lo = i + 6 < len && data[i + 6] == '\\' ? u_escape_at(data, len, i + 6) : -1;
+                        if (lo < 0xDC00 || lo > 0xDFFF)
+                                return TRUE;
+                        i += 6; /* the pair's low half, then as below */
+                } else if (v >= 0xDC00 && v <= 0xDFFF)
                         return TRUE;
                 i++; /* the escaped character */
+        }
+        return FALSE;
+}
+
+gboolean eb_json_text_has_trailing_value(const char *data, gsize len) {
+        gsize depth = 0;
+        gboolean in_string = FALSE, seen_value = FALSE;
+
+        /* An object or array at depth 0 after anything but white space is a second value. */
+        for (gsize i = 0; i < len; i++) {
+                char c = data[i];
+
+                if (in_string) {
+                        if (c == '\\')
+                                i++;
+                        else if (c == '"')
+                                in_string = FALSE;
+                        continue;
+                }
+                if (c == '"')
+                        in_string = TRUE;
+                else if (c == '{' || c == '[') {
+                        if (depth == 0 && seen_value)
+                                return TRUE;
+                        depth++;
+                } else if ((c == '}' || c == ']') && depth > 0)
+                        depth--;
+                if (!g_ascii_isspace(c))
+                        seen_value = TRUE;
         }
         return FALSE;
 }

@@ -35,5 +35,10 @@ void eb_json_null(EbJson *j);
  * as the reference prints times. */
 void eb_json_time_ns(EbJson *j, gint64 ns);
 
-/* Whether raw JSON text holds a NUL, escaped (\u0000) or not, inside any string. */
+/* Whether raw JSON text holds a NUL, escaped (\u0000) or not, or an unpaired surrogate escape
+ * (\ud800-\udfff), inside any string. */
 gboolean eb_json_text_has_nul_escape(const char *data, gsize len);
+/* Whether raw JSON text holds more than one top-level value ("{} {}", "0[]"). json-glib 1.6
+ * accepts such text when a later value is an object or array, keeps the last one and leaks the
+ * others, so bodies are checked before they are parsed. */
+gboolean eb_json_text_has_trailing_value(const char *data, gsize len);

@@ -39,6 +39,10 @@ static void emit_pieces_of_partial(EbLineSplitter *s, EbLineFunc func, gpointer 
 void eb_lines_feed(EbLineSplitter *s, const char *data, gsize len, EbLineFunc func, gpointer user_data) {
         const char *p = data, *end = data + len;
 
+        /* An empty feed (an Output signal with no bytes) says nothing: a '\r' at the end of the
+         * previous feed may still be followed by its '\n'. */
+        if (len == 0)
+                return;
         if (s->after_cr && p < end && *p == '\n')
                 p++;
         s->after_cr = FALSE;

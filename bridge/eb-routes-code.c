@@ -294,6 +294,7 @@ typedef struct {
         char *id;
         char *code;
         guint64 first_seq;
+        gint64 called_ms; /* when Execute went out: the init event's timestamp */
         gboolean started;
         EbSignalTarget target;
 } CodeRun;
@@ -355,6 +356,7 @@ static int on_execute_reply(sd_bus_message *reply, void *userdata, sd_bus_error 
         g_autoptr(EbRequest) req = eb_request_take_reply(userdata);
         CodeRun *r = g_steal_pointer(&req->data);
         const sd_bus_error *e = sd_bus_message_get_error(reply);
+        EbJson *j;
 
         if (e || sd_bus_message_read(reply, "t", &r->first_seq) < 0) {
                 if (e && is_unknown(e)) {
@@ -374,7 +376,12 @@ static int on_execute_reply(sd_bus_message *reply, void *userdata, sd_bus_error 
         }
         r->started = TRUE;
         r->sse = eb_sse_start(req->msg, code_run_on_client_gone, r);
-        eb_sse_text_event(r->sse, "init", r->id, strlen(r->id));
+        /* The kernel's events carry the daemon's clock and may predate this reply: init takes
+         * the time of the call, so no event of the stream is older than it. */
+        j = eb_sse_begin_event(r->sse, "init");
+        eb_json_key(j, "text");
+        eb_json_string(j, r->id);
+        eb_sse_frame_end(j, r->called_ms);
         eb_sse_flush(r->sse);
         return 0;
 }
@@ -385,6 +392,7 @@ static void code_run_execute(EbRequest *req, CodeRun *r) {
         eb_server_watch_object(r->server, r->path, &r->target);
         req->data = r;
         req->data_free = (GDestroyNotify) code_run_free;
+        r->called_ms = eb_now_ms();
         eb_request_call(req, r->path, EB_CONTEXT_INTERFACE, "Execute", on_execute_reply, "s", r->code);
 }
 

@@ -436,7 +436,7 @@ static JsonObject *parse_body(SoupServerMessage *msg, JsonParser *parser) {
                 reply_env_error(msg, 413, "payload_too_large", "the request body is larger than 1 MiB");
                 return NULL;
         }
-        if (len == 0 || eb_json_text_has_nul_escape(data, len) ||
+        if (len == 0 || eb_json_text_has_nul_escape(data, len) || eb_json_text_has_trailing_value(data, len) ||
             !json_parser_load_from_data(parser, data, (gssize) len, &error)) {
                 g_autofree char *text = g_strdup_printf("malformed JSON body%s%s", error ? ": " : "",
                                                         error ? error->message : "");

@@ -327,7 +327,11 @@ void eb_route_files_move(EbServer *s, SoupServerMessage *msg, const char *param,
                 return;
         }
         if (eb_json_text_has_nul_escape(data, len)) {
-                reply_bad_body(msg, "strings must not contain NUL characters");
+                reply_bad_body(msg, "strings must not contain NUL characters or unpaired surrogates");
+                return;
+        }
+        if (eb_json_text_has_trailing_value(data, len)) {
+                reply_bad_body(msg, "invalid character after top-level value");
                 return;
         }
         if (!json_parser_load_from_data(parser, data, (gssize) len, &error)) {

@@ -458,7 +458,9 @@ static gboolean parse_metadata(Upload *u, UploadItem *it) {
         JsonObject *o;
 
         if (eb_json_text_has_nul_escape((const char *) u->metadata->data, u->metadata->len))
-                problem = g_strdup("invalid metadata format. strings must not contain NUL characters");
+                problem = g_strdup("invalid metadata format. strings must not contain NUL characters or unpaired surrogates");
+        else if (eb_json_text_has_trailing_value((const char *) u->metadata->data, u->metadata->len))
+                problem = g_strdup("invalid metadata format. invalid character after top-level value");
         else if (!json_parser_load_from_data(parser, (const char *) u->metadata->data, (gssize) u->metadata->len, &error))
                 problem = g_strdup_printf("invalid metadata format. %s", error->message);
         else if (!(root = json_parser_get_root(parser)) || !JSON_NODE_HOLDS_OBJECT(root))

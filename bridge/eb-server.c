@@ -287,7 +287,10 @@ JsonObject *eb_parse_object_body(SoupServerMessage *msg, JsonParser **ret_parser
                 message = g_strdup("error parsing request, MAYBE invalid body format. EOF");
         else if (eb_json_text_has_nul_escape(data, len))
                 message = g_strdup("error parsing request, MAYBE invalid body format. "
-                                   "strings must not contain NUL characters");
+                                   "strings must not contain NUL characters or unpaired surrogates");
+        else if (eb_json_text_has_trailing_value(data, len))
+                message = g_strdup("error parsing request, MAYBE invalid body format. "
+                                   "invalid character after top-level value");
         else if (!json_parser_load_from_data(parser, data, (gssize) len, &error))
                 message = g_strdup_printf("error parsing request, MAYBE invalid body format. %s", error->message);
         else if (!(root = json_parser_get_root(parser)) || !JSON_NODE_HOLDS_OBJECT(root))
