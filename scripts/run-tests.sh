@@ -7,6 +7,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${EXECD_BUILD_DIR:-$root/build}
 "$root/scripts/bootstrap.sh"
 cd "$build"
-# A fresh record for the secrets-in-logs test (tests/leaks/check_logs.py).
-rm -rf meson-logs/secrets-check
+# Fresh records for the last checks: secrets-in-logs (tests/leaks/check_logs.py) and
+# sanitizer-reports (tests/sanitizers/check_reports.py).
+rm -rf meson-logs/secrets-check meson-logs/sanitizer-*
 exec meson test --print-errorlogs "$@"

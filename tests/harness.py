@@ -29,6 +29,9 @@ BRIDGE = os.path.join(BUILD_ROOT, "bridge", "execd-bridge")
 BUS_CONFIG = os.path.join(SOURCE_ROOT, "tests", "dbus-test.conf")
 BUS_NAME = "org.execd.Execd1"
 SECRETS_DIR = os.environ.get("EXECD_SECRETS_DIR") or None
+# Sanitizer builds (tests/meson.build sets ASAN_OPTIONS there) run the binaries several times
+# slower: request and wait timeouts scale by this.
+SLOWDOWN = 3 if os.environ.get("ASAN_OPTIONS") else 1
 SECRETS_TOKENS = "tokens"         # in SECRETS_DIR: one "KIND VALUE" line per recorded secret
 SECRETS_MARKER = "harness-used"   # in SECRETS_DIR: one line per Bus the harness started
 _secrets_seq = itertools.count()

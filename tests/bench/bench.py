@@ -7,7 +7,9 @@ NAME is one of: latency, throughput, concurrency, rss, ping, metrics, download,
 upload, smallfiles, code_latency, context_create, contexts_concurrent (or all).
 Every benchmark starts its own private bus, the real daemon and the real bridge
 through tests/harness.py, prints one table row per figure (value, the baseline
-measured in the same run, ratio, target, PASS/FAIL) and exits non-zero only when
+measured in the same run, ratio, target, PASS/FAIL), then one machine-readable
+"BENCH name=... figure=..." line per headline figure (tests/bench/benchline.py; read
+by scripts/bench-table.py), and exits non-zero only when
 something is functionally wrong: a wrong or malformed stream, a crash, a hang.
 A missed performance target is printed as FAIL and does not fail the benchmark.
 Exit status 77 (skipped) when a needed tool, such as wrk, is missing.
@@ -27,7 +29,9 @@ import time
 from urllib.parse import quote
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+import benchline  # noqa: E402
 
 MIB = 1024 * 1024
 SKIP = 77
@@ -43,6 +47,9 @@ class Skip(Exception):
 
 # ---------------------------------------------------------------- output
 
+CURRENT = "bench"  # the name of the benchmark running (set by main), prefix of BENCH names
+
+
 class Table:
     COLS = (("figure", 40), ("value", 16), ("baseline", 16), ("ratio", 8),
             ("target", 20), ("result", 6))
@@ -50,6 +57,7 @@ class Table:
     def __init__(self, title):
         self.title = title
         self.failed = []
+        self.results = []
         print(f"\n=== execd benchmark: {title} ===", flush=True)
         print(self._fmt([c[0] for c in self.COLS]))
         print(self._fmt(["-" * (w - 1) for _, w in self.COLS]), flush=True)
@@ -66,8 +74,19 @@ class Table:
     def note(self, text):
         print(f"  note: {text}", flush=True)
 
+    def result(self, key, figure, unit, baseline=None, baseline_name=None, target=None,
+               ok=None, issue=None):
+        """A machine-readable BENCH line for one figure (printed by finish()); figure and
+        baseline are numbers in unit, baseline None when there is no natural baseline."""
+        self.results.append(benchline.line(f"{CURRENT}.{key}", figure, unit, baseline,
+                                           baseline_name, target, ok, issue))
+
     def finish(self):
         print()
+        for line in self.results:
+            print(line)
+        if self.results:
+            print()
         if self.failed:
             print(f"{self.title}: {len(self.failed)} performance target(s) missed "
                   f"({', '.join(self.failed)}). Reported only: a missed target does not "
@@ -239,6 +258,8 @@ def bench_latency(args):
     ratio = med / bmed
     t.row(f"latency median (N={n}, {warm} warm-ups)", ms(med), ms(bmed), f"{ratio:.2f}",
           "ratio <= 2.0", ratio <= 2.0)
+    t.result("median", med * 1000, "ms", bmed * 1000, "fork+exec+wait /bin/sh -c true",
+             "<= 2.0x", ratio <= 2.0, issue=2)
     t.row("  of which: request -> init event", ms(r["init_median_s"]))
     t.row("latency p10 / p90", f"{r['p10_s'] * 1000:.2f}/{r['p90_s'] * 1000:.2f} ms",
           f"{base['p10_s'] * 1000:.2f}/{base['p90_s'] * 1000:.2f} ms")
@@ -247,6 +268,8 @@ def bench_latency(args):
     if base_bash:
         t.row("latency median vs bash -c true", ms(med), ms(base_bash["median_s"]),
               f"{med / base_bash['median_s']:.2f}")
+        t.result("median_vs_bash", med * 1000, "ms", base_bash["median_s"] * 1000,
+                 "fork+exec+wait bash -c true")
     t.row("TCP connections opened", int(r["connects"]), "1")
     if r["reconnects"]:
         t.note(f"the bridge closed the keep-alive connection {int(r['reconnects'])} times")
@@ -292,6 +315,8 @@ def bench_throughput(args):
     rate, brate = total / MIB / w, total / MIB / bw
     t.row("stack throughput", f"{rate:.1f} MiB/s", f"{brate:.1f} MiB/s", f"{rate / brate:.2f}",
           ">= 100 MiB/s", rate >= 100)
+    t.result("stack", rate, "MiB/s", brate, "raw pipe, popen+read", ">= 100 MiB/s",
+             rate >= 100, issue=2)
     t.row("wall time", f"{w:.2f} s", f"{bw:.2f} s", f"{w / bw:.2f}")
     for name, secs in cpu.items():
         t.row(f"CPU time of {name} per run", f"{statistics.median(secs):.2f} s")
@@ -334,8 +359,10 @@ def bench_concurrency(args):
                    f"{listen_overflows() - overflows} accept-queue overflows")
     t.row("bridge listen backlog", str(backlog))
     t.row("streams correct (one x + complete)", f"{n}/{n}", "-", "-", f"{n}/{n}", True)
+    t.result("streams_correct", n, "streams", target=f"all {n} correct", ok=True, issue=2)
     w = statistics.median(walls)
     t.row("wall time until all streams ended", f"{w:.3f} s", "1.000 s (ideal)", f"{w:.2f}")
+    t.result("wall", w, "s")  # 1 s is the ideal, not a measured baseline
     t.row("time until every init event arrived", f"{statistics.median(inits):.3f} s")
     t.note("pass criterion: correctness of all streams; wall time is informative (ideal ~1 s)")
     t.finish()
@@ -363,11 +390,19 @@ def bench_rss(args):
           d0["VmRSS"] <= 4 * MIB)
     t.row("bridge VmRSS idle after start-up", mib(b0["VmRSS"]), "-", "-", "<= 8 MiB",
           b0["VmRSS"] <= 8 * MIB)
+    t.result("daemon_idle", d0["VmRSS"] / MIB, "MiB", target="<= 4 MiB",
+             ok=d0["VmRSS"] <= 4 * MIB, issue=2)
+    t.result("bridge_idle", b0["VmRSS"] / MIB, "MiB", target="<= 8 MiB",
+             ok=b0["VmRSS"] <= 8 * MIB, issue=2)
     t.row(f"daemon VmRSS after {total} cmds + 2 s", mib(d2["VmRSS"]), mib(d0["VmRSS"]))
     t.row(f"bridge VmRSS after {total} cmds + 2 s", mib(b2["VmRSS"]), mib(b0["VmRSS"]))
     dd, bd = d2["VmRSS"] - d0["VmRSS"], b2["VmRSS"] - b0["VmRSS"]
     t.row(f"daemon growth after {total} cmds", mib(dd), "-", "-", "<= 1 MiB", dd <= MIB)
     t.row(f"bridge growth after {total} cmds", mib(bd), "-", "-", "<= 1 MiB", bd <= MIB)
+    t.result("daemon_growth", dd / MIB, "MiB", target=f"<= 1 MiB after {total} cmds",
+             ok=dd <= MIB, issue=2)
+    t.result("bridge_growth", bd / MIB, "MiB", target=f"<= 1 MiB after {total} cmds",
+             ok=bd <= MIB, issue=2)
     t.row("daemon growth 1000 -> 10000 cmds", mib(d2["VmRSS"] - d1["VmRSS"]))
     t.row("bridge growth 1000 -> 10000 cmds", mib(b2["VmRSS"] - b1["VmRSS"]))
     t.row("daemon RssAnon / RssFile idle", f"{d0['RssAnon'] / MIB:.2f}/{d0['RssFile'] / MIB:.2f} MiB")
@@ -451,6 +486,7 @@ def bench_ping(args):
     b, m = statistics.median(bridge_rps), statistics.median(mini_rps)
     t.row("GET /ping", f"{b:.0f} req/s", f"{m:.0f} req/s", f"{b / m:.2f}", ">= 0.80 x baseline",
           b >= 0.8 * m)
+    t.result("rps", b, "req/s", m, "minimal libsoup server", ">= 0.80x", b >= 0.8 * m, issue=2)
     t.note("baseline: tests/bench/mini-soup-server.c (libsoup 3, 200 with an empty body for "
            "every request), measured the same way in the same run")
     t.finish()
@@ -753,8 +789,10 @@ def bench_metrics(args):
     mm, pm = statistics.median(lat_m), statistics.median(lat_p)
     t.row(f"GET /metrics median (N={n})", ms(mm), ms(pm), f"{mm / pm:.2f}",
           "< 50 ms", mm < 0.050)
+    t.result("median", mm * 1000, "ms", pm * 1000, "GET /ping", "< 50 ms", mm < 0.050, issue=4)
     t.row("GET /metrics p99", ms(pct(lat_m, 0.99)), ms(pct(lat_p, 0.99)),
           f"{pct(lat_m, 0.99) / pct(lat_p, 0.99):.2f}")
+    t.result("p99", pct(lat_m, 0.99) * 1000, "ms", pct(lat_p, 0.99) * 1000, "GET /ping p99")
     t.row("GET /metrics min / max", f"{min(lat_m) * 1000:.2f}/{max(lat_m) * 1000:.2f} ms",
           f"{min(lat_p) * 1000:.2f}/{max(lat_p) * 1000:.2f} ms")
     t.row("first GET /metrics on a fresh daemon", ms(first))
@@ -764,6 +802,9 @@ def bench_metrics(args):
     ratio = f"{dm / d1:.2f}" if d1 > 0 else "-"
     t.row(f"daemon CPU {window:.0f} s, {many} watchers", f"{dm:.4f} s", f"{d1:.4f} s", ratio,
           "<= 2.0 x baseline", dm <= 2.0 * max(d1, floor))
+    t.result(f"daemon_cpu_{many}_watchers", dm, "s", d1, "1 watcher, same window",
+             f"<= 2.0x (one sampler; floor {floor * 1000:.0f} ms)",
+             dm <= 2.0 * max(d1, floor), issue=4)
     b1, bm = cpu[1]["bridge"], cpu[many]["bridge"]
     t.row(f"bridge CPU {window:.0f} s, {many} watchers", f"{bm:.4f} s", f"{b1:.4f} s",
           f"{bm / b1:.2f}" if b1 > 0 else "-")
@@ -772,6 +813,8 @@ def bench_metrics(args):
     t.row(f"frames/stream in {window:.0f} s (min/max)",
           f"{min(frames[many])}/{max(frames[many])}", f"{min(frames[1])}/{max(frames[1])}")
     t.row(f"daemon Watchers ({many} / 1 streams)", "1", "1", "-", "1", True)
+    t.result(f"daemon_watchers_{many}_streams", 1, "watchers", target="= 1 (shared)", ok=True,
+             issue=4)
     t.note(f"latency baseline: GET /ping over its own keep-alive connection, interleaved with "
            f"the /metrics requests (same client, same load), {warm} warm-ups each; the "
            "target is absolute")
@@ -1001,6 +1044,9 @@ def rss_rows(t, stack, before, what):
         t.row(f"{name} VmHWM before/after {what}",
               f"{after['VmHWM'] / MIB:.2f} MiB", f"{b['VmHWM'] / MIB:.2f} MiB", "-",
               "< 32 MiB", after["VmHWM"] < RSS_LIMIT)
+        t.result(f"{name}_peak_rss", after["VmHWM"] / MIB, "MiB", b["VmHWM"] / MIB,
+                 "VmHWM before the transfers", f"< {RSS_LIMIT // MIB} MiB",
+                 after["VmHWM"] < RSS_LIMIT, issue=3)
         t.row(f"  {name} VmRSS now (before)", f"{after['VmRSS'] / MIB:.2f} MiB",
               f"{b['VmRSS'] / MIB:.2f} MiB")
 
@@ -1068,8 +1114,12 @@ def bench_download(args):
         base = statistics.median(theirs)
         t.row(f"download {big.size // MIB} MiB", mbps(med), mbps(base), f"{med / base:.2f}",
               ">= 0.5 x nginx", med >= 0.5 * base)
+        t.result("throughput", med / MB, "MB/s", base / MB, "nginx (sendfile), same file",
+                 ">= 0.5x", med >= 0.5 * base, issue=3)
     else:
         t.row(f"download {big.size // MIB} MiB", mbps(med), "-", "-", ">= 0.5 x nginx")
+        t.result("throughput", med / MB, "MB/s", target=">= 0.5x nginx (no nginx: not judged)",
+                 issue=3)
         t.note(why)
     t.row("download min / max", f"{min(ours) / MB:.0f}/{max(ours) / MB:.0f} MB/s",
           f"{min(theirs) / MB:.0f}/{max(theirs) / MB:.0f} MB/s" if theirs else "-")
@@ -1204,6 +1254,8 @@ def bench_upload(args):
     med, base = statistics.median(ours), statistics.median(dd_sync)
     t.row(f"upload {big.size // MIB} MiB", mbps(med), mbps(base), f"{med / base:.2f}",
           ">= 300 MB/s", med >= 300 * MB)
+    t.result("throughput", med / MB, "MB/s", base / MB, "dd conv=fdatasync", ">= 300 MB/s",
+             med >= 300 * MB, issue=3)
     t.row("upload min / max", f"{min(ours) / MB:.0f}/{max(ours) / MB:.0f} MB/s",
           f"{min(dd_sync) / MB:.0f}/{max(dd_sync) / MB:.0f} MB/s")
     t.row("dd without conv=fdatasync (cache)", mbps(dd_plain))
@@ -1364,6 +1416,8 @@ def bench_smallfiles(args):
     t.row("small-file round trips", f"{f:.0f}/s")
     t.row("requests/s (round trips x 4 vs pings)", f"{frps:.0f}/s", f"{p:.0f}/s",
           f"{frps / p:.2f}")
+    t.result("requests", frps, "req/s", p, "GET /ping, same clients")  # issue 3: no target
+    t.result("round_trips", f, "trips/s")
     t.row("responses and contents checked", "all OK", "-", "-", "all OK", True)
     t.note("baseline: GET /ping with the same Python http.client loop, processes and "
            "connections, run right before each round-trip phase; every status, the info "
@@ -1693,6 +1747,8 @@ def bench_code_latency(args):
           over <= 0.002)
     t.row(f"round trip median (N={n}, {CODE_WARMUP} warm-ups)", ms(med), ms(dmed),
           f"{med / dmed:.2f}")
+    t.result("median", med * 1000, "ms", dmed * 1000, "direct kernel round trip (jupyter-direct)",
+             "overhead (figure - baseline) <= 2 ms", over <= 0.002, issue=5)
     t.row("round trip p90", ms(percent(http_rtt, 0.9)), ms(percent(direct_rtt, 0.9)),
           f"{percent(http_rtt, 0.9) / percent(direct_rtt, 0.9):.2f}")
     t.row("round trip min / max", f"{min(http_rtt) * 1000:.2f}/{max(http_rtt) * 1000:.2f} ms",
@@ -1761,6 +1817,7 @@ def bench_context_create(args):
             c.close()
     med, dmed = statistics.median(created), statistics.median(direct)
     t.row(f"context create median (N={n})", ms(med), ms(dmed), f"{med / dmed:.2f}")
+    t.result("median", med * 1000, "ms", dmed * 1000, "kernel's own start (jupyter-direct)")
     t.row("overhead: create median - start median", ms(med - dmed))
     t.row("overhead: median of paired differences",
           ms(statistics.median(h - d for h, d in zip(created, direct))))
@@ -1879,16 +1936,22 @@ def bench_contexts_concurrent(args):
     cpu = {k: (cpu1[k] - cpu0[k]) / total for k in cpu0}
     t.row(f"cells correct ({nctx} x {cells}, + x after)", f"{total}/{total}", "-", "-",
           f"{total}/{total}", True)
+    t.result("cells_correct", total, "cells", target=f"all {total} correct", ok=True, issue=5)
+    t.result("cells_per_s", total / wall, "cells/s")
     t.row("cells per second (all threads)", f"{total / wall:.1f}/s")
     t.row("wall time of the concurrent phase", f"{wall:.3f} s")
     dmed = statistics.median(d["rtt_us"]) / 1e6
     t.row("per-cell latency median", ms(statistics.median(all_lat)), ms(dmed),
           f"{statistics.median(all_lat) / dmed:.2f}")
+    t.result("cell_latency", statistics.median(all_lat) * 1000, "ms", dmed * 1000,
+             "one uncontended kernel (jupyter-direct)")
     t.row("per-cell latency p90 / max", f"{percent(all_lat, 0.9) * 1000:.1f}/"
           f"{max(all_lat) * 1000:.1f} ms")
     kc = cpu["kernels"]
     t.row("daemon CPU per cell (vs kernels')", f"{cpu['daemon'] * 1000:.3f} ms",
           f"{kc * 1000:.3f} ms", f"{cpu['daemon'] / kc:.2f}" if kc > 0 else "-")
+    t.result("daemon_cpu_per_cell", cpu["daemon"] * 1000, "ms", kc * 1000,
+             "kernels' CPU per cell")  # issue 5 asks for the figure, sets no target
     t.row("bridge CPU per cell", f"{cpu['bridge'] * 1000:.3f} ms")
     t.row("dbus-daemon CPU per cell", f"{cpu['dbus-daemon'] * 1000:.3f} ms")
     t.row(f"create {nctx} contexts, {create_conc} at a time (wall)", f"{create_wall:.2f} s")
@@ -1978,8 +2041,11 @@ def bench_environments(args):
             e_med, c_med = statistics.median(ex), statistics.median(co)
             t.row("execute `true` round trip (median)", ms(e_med), ms(c_med), f"{e_med / c_med:.2f}",
                   "<= 1.0 x /command", e_med <= c_med)
+            t.result("execute", e_med * 1000, "ms", c_med * 1000, "POST /command `true`",
+                     "<= 1.0x", e_med <= c_med, issue=6)
             t.row("execute p90 / POST /command p90", ms(pct(ex, 90)), ms(pct(co, 90)))
             t.row("provision (median of 10)", ms(statistics.median(provision)))
+            t.result("provision", statistics.median(provision) * 1000, "ms")  # no baseline
             t.row("provision max", ms(max(provision)))
             t.note("baseline: POST /command of `true` read to execution_complete on the same keep-alive "
                    "connection, in alternating blocks of 50; 200 of each after 20 warm-ups")
@@ -2029,7 +2095,9 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     names = list(BENCHMARKS) if args.name == "all" else [args.name]
     status = 0
+    global CURRENT
     for name in names:
+        CURRENT = name
         try:
             BENCHMARKS[name](args)
         except Skip:

@@ -16,7 +16,7 @@ sys.path.insert(0, HERE)
 import harness  # noqa: E402
 import sse  # noqa: E402
 
-TIMEOUT = 10  # default seconds for every plain request
+TIMEOUT = 10 * harness.SLOWDOWN  # default seconds for every plain request
 AUTH_ERROR = {
     "error": "Unauthorized: invalid or missing header X-EXECD-ACCESS-TOKEN",
     "code": "UNAUTHORIZED",

@@ -25,7 +25,7 @@ import requests
 import harness
 from harness import wait_until
 
-TIMEOUT = 15
+TIMEOUT = 15 * harness.SLOWDOWN
 HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
 HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 RFC3339 = re.compile(
