@@ -24,18 +24,7 @@ packages=(
         libsystemd-dev libglib2.0-dev libsoup-3.0-dev libjson-glib-dev libzmq3-dev
         clang libclang-rt-14-dev
 )
-missing=()
-for p in "${packages[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-        echo "fuzz: installing ${missing[*]}"
-        sudo=""
-        [ "$(id -u)" -eq 0 ] || sudo="sudo"
-        $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
-                { echo "fuzz: cannot install ${missing[*]}" >&2; exit 1; }
-fi
+"$root/scripts/install-packages.sh" fuzz "${packages[@]}" || { echo "fuzz: cannot install ${packages[*]}" >&2; exit 1; }
 
 set -e
 if [ ! -f "$build/build.ninja" ]; then
