@@ -705,6 +705,31 @@ def test_kernel_killed_from_outside(cs, own_ctx):
     assert_died_then_recovers(cs, cid, run, pid)
 
 
+def test_kernel_hangs(cs, own_ctx):
+    """A kernel that stops answering (SIGSTOP: no heartbeat, no messages) is declared dead
+    after three missed heartbeats (3 s apart), killed, and replaced on the next run."""
+    cid = own_ctx()
+    assert run_in(cs, cid, "doomed_var = 3").types == ["init", "execution_complete"]
+    pid = kernel_pid(cs, cid)
+    s = open_code(cs, {"code": "print('about to hang', flush=True)\nimport time; time.sleep(60)",
+                       "context": {"id": cid}}).check_headers()
+    deadline = time.monotonic() + 10
+    while True:
+        e = s.next_event(deadline)
+        assert e is not None, sse.summarize(s.events)
+        if e["type"] == "stdout":
+            break
+    t0 = time.monotonic()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        run = check_code_events(s.read_all(30), cid)
+        assert 6 < time.monotonic() - t0 < 25, time.monotonic() - t0
+        assert_died_then_recovers(cs, cid, run, pid)
+    finally:
+        if not proc_gone(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 # --------------------------------------------------------------------------- disconnect
 def test_client_disconnect_does_not_interrupt(cs, ctx):
     path = f"/tmp/execd-ctxtest-{secrets.token_hex(8)}"
