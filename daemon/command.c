@@ -133,6 +133,10 @@ static void command_finish(Command *c) {
         /* Before Exited: a client's next run must see this run's directory and variables. */
         if (c->session)
                 session_run_finished(c->session, c);
+        /* Taken or not, the dump has served: the finished record does not keep it (up to
+         * STATE_MAX for each of --retain-count records). */
+        c->state = mfree(c->state);
+        c->state_size = 0;
         if (c->environment || c->execute_reply)
                 environment_execute_finished(c);
         command_send_exited(c);
@@ -537,6 +541,7 @@ int command_new(Manager *m, const char *owner_name, uid_t owner_uid, const Comma
         c->exit_code = -1;
         c->background = spec->background;
         c->owner_uid = owner_uid;
+        c->charge_uid = spec->charge_uid;
         c->timeout_usec = spec->timeout_usec;
         c->ack_window = spec->ack_window;
         ring_init(&c->ring, m->config.ring_size);

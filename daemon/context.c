@@ -306,6 +306,19 @@ static int context_start_kernel(Context *c, sd_bus_error *error) {
         return 0;
 }
 
+/* Each kernel is a process of its own with tens of MiB: this bounds what callers can start.
+ * Dead kernels count too, since the next run restarts them. */
+int context_check_limits(Manager *m, uid_t owner_uid, sd_bus_error *error) {
+        unsigned n_uid = 0;
+
+        if (m->n_contexts < m->config.max_contexts)
+                for (Context *c = m->contexts; c; c = c->next)
+                        if (c->owner_uid == owner_uid)
+                                n_uid++;
+        return manager_check_limit("code contexts", m->n_contexts, m->config.max_contexts, "max-contexts",
+                                   owner_uid, n_uid, m->config.max_contexts_per_uid, "max-contexts-per-uid", error);
+}
+
 int context_new(Manager *m, uid_t owner_uid, const char *language, const char *cwd, bool is_default,
                 Context **ret, sd_bus_error *error) {
         _cleanup_(kernelspec_freep) KernelSpec *spec = NULL;
@@ -313,9 +326,9 @@ int context_new(Manager *m, uid_t owner_uid, const char *language, const char *c
         sd_id128_t id;
         int k;
 
-        if (m->n_contexts >= CONTEXTS_MAX)
-                return sd_bus_error_setf(error, EXECD_ERROR_LIMITS_EXCEEDED, "Too many code contexts (limit %d)",
-                                         CONTEXTS_MAX);
+        k = context_check_limits(m, owner_uid, error);
+        if (k < 0)
+                return k;
         k = kernelspec_find(language, &spec);
         if (k == -ENOENT) {
                 _cleanup_(strv_freep) char **languages = NULL;
@@ -384,6 +397,13 @@ int context_reply_when_ready(Context *c, sd_bus_message *msg) {
         if (c->dead && !c->kernel)
                 return sd_bus_reply_method_errorf(msg, EXECD_ERROR_START_FAILED, "error creating code context. %s",
                                                   c->dead_reason ? c->dead_reason : "the kernel is not running");
+        /* Each waiting call holds its message until the kernel answers: bounded. */
+        if (c->n_waiting >= c->manager->config.max_context_waiters)
+                return sd_bus_reply_method_errorf(msg, EXECD_ERROR_LIMITS_EXCEEDED,
+                                                  "Too many callers waiting for context %s to start: %zu of %u "
+                                                  "(limit --max-context-waiters=%u)",
+                                                  c->id, c->n_waiting, c->manager->config.max_context_waiters,
+                                                  c->manager->config.max_context_waiters);
         grown = realloc(c->waiting, (c->n_waiting + 1) * sizeof *grown);
         if (!grown)
                 return -ENOMEM;
@@ -726,6 +746,10 @@ static int create_context(Manager *m, sd_bus_message *msg, const char *language,
                 }
                 return sd_bus_reply_method_return(msg, "o", s->path);
         }
+        /* Before the directory is made: a refused call creates nothing. */
+        k = context_check_limits(m, caller, error);
+        if (k < 0)
+                return k;
         if (cwd) {
                 FileCaller fc = {};
 

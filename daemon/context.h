@@ -11,8 +11,6 @@
 
 #define EXECD_CONTEXT_PREFIX "/org/execd/Execd1/context"
 #define EXECD_CONTEXT_INTERFACE "org.execd.Execd1.Context"
-/* Each kernel is a process of its own with tens of MiB; this bounds what callers can start. */
-#define CONTEXTS_MAX 128
 
 typedef struct Manager Manager;
 typedef struct Context Context;
@@ -60,6 +58,8 @@ struct Context {
 int context_new(Manager *m, uid_t owner_uid, const char *language, const char *cwd, bool is_default,
                 Context **ret, sd_bus_error *error);
 Context *context_free(Context *c);
+/* 0 when owner_uid may start another kernel (--max-contexts, --max-contexts-per-uid). */
+int context_check_limits(Manager *m, uid_t owner_uid, sd_bus_error *error);
 /* Reply to msg with the context's path once the kernel is ready (or with the start error). */
 int context_reply_when_ready(Context *c, sd_bus_message *msg);
 Context *manager_find_context(Manager *m, const char *id);

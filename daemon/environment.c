@@ -432,11 +432,15 @@ static int method_execute(sd_bus_message *msg, void *userdata, sd_bus_error *err
         uint32_t timeout_sec;
         CommandSpec spec = {};
         Command *c;
+        uid_t caller;
         int k;
 
         k = authorize(m, msg, error);
         if (k <= 0)
                 return k < 0 ? k : 1;
+        k = manager_caller_uid(m, msg, &caller);
+        if (k < 0)
+                return sd_bus_error_set_errnof(error, k, "Cannot determine the caller's uid: %m");
         k = sd_bus_message_read(msg, "ssu", &token, &command, &timeout_sec);
         if (k < 0)
                 return k;
@@ -451,6 +455,10 @@ static int method_execute(sd_bus_message *msg, void *userdata, sd_bus_error *err
                 return sd_bus_error_setf(error, EXECD_ERROR_LIMITS_EXCEEDED,
                                          "%d executes are already running in this environment; retry after 1 s",
                                          ENV_CONCURRENT_MAX);
+        /* Counted with every other command, against the caller that asked (the bridge). */
+        k = manager_check_running_limits(m, caller, error);
+        if (k < 0)
+                return k;
         if (!take_token(e))
                 return sd_bus_error_setf(error, EXECD_ERROR_LIMITS_EXCEEDED,
                                          "rate limit of %g executes a second exceeded; retry after 1 s", ENV_RATE);
@@ -460,6 +468,7 @@ static int method_execute(sd_bus_message *msg, void *userdata, sd_bus_error *err
         envp = environment_envp(e);
         if (!envp)
                 return -ENOMEM;
+        spec.charge_uid = caller;
         spec.command_line = command;
         spec.envp = envp;
         spec.cwd = e->dir;

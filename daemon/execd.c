@@ -30,6 +30,20 @@ static void help(void) {
                  "     --retain-seconds=N   Keep finished commands this long (default 3600)\n"
                  "     --retain-count=N     Keep at most this many finished commands (default 1024)\n"
                  "     --max-running=N      Refuse new commands beyond this many running (default 512)\n"
+                 "     --max-running-per-uid=N\n"
+                 "                          The same for the commands one caller uid started (default:\n"
+                 "                          the --max-running value)\n"
+                 "     --max-sessions=N     Refuse new bash sessions beyond this many (default 1024)\n"
+                 "     --max-sessions-per-uid=N\n"
+                 "                          The same for one caller uid's sessions (default: the\n"
+                 "                          --max-sessions value)\n"
+                 "     --max-contexts=N     Refuse new code contexts (kernels) beyond this many (default 64)\n"
+                 "     --max-contexts-per-uid=N\n"
+                 "                          The same for one caller uid's contexts (default: the\n"
+                 "                          --max-contexts value)\n"
+                 "     --max-context-waiters=N\n"
+                 "                          Callers that may wait for one context's kernel to start\n"
+                 "                          (default 256)\n"
                  "     --kill-grace-ms=N    SIGKILL this long after SIGTERM (default 3000)\n"
                  "     --cgroup-dir=DIR     Read cgroup v2 limits and usage from DIR (default: our own\n"
                  "                          cgroup; \"none\": report the host)\n"
@@ -42,6 +56,9 @@ static void help(void) {
                  "  -v --verbose            Log debug messages\n"),
                program_invocation_short_name);
 }
+
+/* The largest value a count limit takes; far beyond what memory and pids allow anyway. */
+#define LIMIT_MAX 1000000
 
 static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
         char *end;
@@ -59,7 +76,8 @@ static int parse_args(int argc, char *argv[], BusKind *bus_kind, const char **ad
                       int *log_level) {
         enum { ARG_VERSION = 0x100, ARG_SYSTEM, ARG_SESSION, ARG_ADDRESS, ARG_RING, ARG_RETAIN_SEC,
                ARG_RETAIN_COUNT, ARG_MAX_RUNNING, ARG_GRACE, ARG_CGROUP_DIR, ARG_STATE_DIR, ARG_UID_MIN,
-               ARG_UID_MAX, ARG_OUTPUT_MAX, ARG_POLKIT };
+               ARG_UID_MAX, ARG_OUTPUT_MAX, ARG_POLKIT, ARG_MAX_RUNNING_UID, ARG_MAX_SESSIONS,
+               ARG_MAX_SESSIONS_UID, ARG_MAX_CONTEXTS, ARG_MAX_CONTEXTS_UID, ARG_MAX_WAITERS };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -70,6 +88,12 @@ static int parse_args(int argc, char *argv[], BusKind *bus_kind, const char **ad
                 { "retain-seconds", required_argument, NULL, ARG_RETAIN_SEC },
                 { "retain-count", required_argument, NULL, ARG_RETAIN_COUNT },
                 { "max-running", required_argument, NULL, ARG_MAX_RUNNING },
+                { "max-running-per-uid", required_argument, NULL, ARG_MAX_RUNNING_UID },
+                { "max-sessions", required_argument, NULL, ARG_MAX_SESSIONS },
+                { "max-sessions-per-uid", required_argument, NULL, ARG_MAX_SESSIONS_UID },
+                { "max-contexts", required_argument, NULL, ARG_MAX_CONTEXTS },
+                { "max-contexts-per-uid", required_argument, NULL, ARG_MAX_CONTEXTS_UID },
+                { "max-context-waiters", required_argument, NULL, ARG_MAX_WAITERS },
                 { "kill-grace-ms", required_argument, NULL, ARG_GRACE },
                 { "cgroup-dir", required_argument, NULL, ARG_CGROUP_DIR },
                 { "state-dir", required_argument, NULL, ARG_STATE_DIR },
@@ -117,10 +141,25 @@ static int parse_args(int argc, char *argv[], BusKind *bus_kind, const char **ad
                         config->retain_count = (unsigned) v;
                         break;
                 case ARG_MAX_RUNNING:
-                        if (parse_u64(optarg, 1, UINT_MAX, &v) < 0)
+                case ARG_MAX_RUNNING_UID:
+                case ARG_MAX_SESSIONS:
+                case ARG_MAX_SESSIONS_UID:
+                case ARG_MAX_CONTEXTS:
+                case ARG_MAX_CONTEXTS_UID:
+                case ARG_MAX_WAITERS: {
+                        unsigned *limit = c == ARG_MAX_RUNNING        ? &config->max_running
+                                          : c == ARG_MAX_RUNNING_UID  ? &config->max_running_per_uid
+                                          : c == ARG_MAX_SESSIONS     ? &config->max_sessions
+                                          : c == ARG_MAX_SESSIONS_UID ? &config->max_sessions_per_uid
+                                          : c == ARG_MAX_CONTEXTS     ? &config->max_contexts
+                                          : c == ARG_MAX_CONTEXTS_UID ? &config->max_contexts_per_uid
+                                                                      : &config->max_context_waiters;
+                        /* At least 1: a limit of 0 would refuse everything. */
+                        if (parse_u64(optarg, 1, LIMIT_MAX, &v) < 0)
                                 goto invalid;
-                        config->max_running = (unsigned) v;
+                        *limit = (unsigned) v;
                         break;
+                }
                 case ARG_GRACE:
                         if (parse_u64(optarg, 0, UINT64_MAX / USEC_PER_MSEC, &v) < 0)
                                 goto invalid;
@@ -192,6 +231,9 @@ int main(int argc, char *argv[]) {
                 .retain_usec = 3600 * USEC_PER_SEC,
                 .retain_count = 1024,
                 .max_running = 512,
+                .max_sessions = 1024,
+                .max_contexts = 64,
+                .max_context_waiters = 256,
                 .kill_grace_usec = 3 * USEC_PER_SEC,
                 .env_uid_min = 600000,
                 .env_uid_max = 665535,
@@ -212,7 +254,15 @@ int main(int argc, char *argv[]) {
 
         k = parse_args(argc, argv, &bus_kind, &address, &config, &log_level);
         if (k <= 0)
-                return k < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+                return k < 0 ? 2 : EXIT_SUCCESS; /* 2: bad options (man page, EXIT STATUS) */
+        /* Per caller uid: by default as high as the total, since the bridge is one caller
+         * for all its HTTP clients. */
+        if (config.max_running_per_uid == 0)
+                config.max_running_per_uid = config.max_running;
+        if (config.max_sessions_per_uid == 0)
+                config.max_sessions_per_uid = config.max_sessions;
+        if (config.max_contexts_per_uid == 0)
+                config.max_contexts_per_uid = config.max_contexts;
         log_setup(log_level);
 
         /* Every signal we handle arrives through sd-event; SIGPIPE is reported as EPIPE. */

@@ -17,7 +17,6 @@
 #define EXECD_SESSION_INTERFACE "org.execd.Execd1.Session"
 /* Ends a session run's state dump; without it the dump is incomplete and ignored. */
 #define SESSION_STATE_END "EXECD-STATE-END"
-#define SESSIONS_MAX 1024
 #define EXECD_MANAGER_INTERFACE "org.execd.Execd1.Manager"
 #define EXECD_COMMAND_INTERFACE "org.execd.Execd1.Command"
 
@@ -57,7 +56,12 @@ typedef struct Config {
         size_t ring_size;
         uint64_t retain_usec;
         unsigned retain_count;
-        unsigned max_running;
+        /* Limits per caller uid and in total (0 for a per-uid limit: the total's value until
+         * main() resolves it). Beyond one, creating fails with LimitsExceeded. */
+        unsigned max_running, max_running_per_uid;
+        unsigned max_sessions, max_sessions_per_uid;
+        unsigned max_contexts, max_contexts_per_uid;
+        unsigned max_context_waiters; /* callers waiting for one context's kernel to start */
         uint64_t kill_grace_usec;
         const char *cgroup_dir; /* NULL: the daemon's own cgroup; "none": host view */
         const char *state_dir;  /* NULL: $STATE_DIRECTORY, /var/lib/execd (root) or ~/.local/state/execd */
@@ -128,6 +132,7 @@ struct Command {
         char *command_line;
         bool background;
         uid_t owner_uid;
+        uid_t charge_uid; /* whose --max-running-per-uid the command counts against: the caller's */
         char *owner_name;
         bool owner_gone;
         Owner *owner;
@@ -184,6 +189,7 @@ struct Session {
 };
 
 typedef struct CommandSpec {
+        uid_t charge_uid; /* the uid of the caller that asked for it (limits) */
         const char *command_line;
         char **envp;
         const char *cwd;
@@ -231,6 +237,8 @@ int session_object_find(sd_bus *bus, const char *path, const char *interface, vo
 int session_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes,
                             sd_bus_error *error);
 int session_new(Manager *m, uid_t owner_uid, const char *cwd, Session **ret, sd_bus_error *error);
+/* 0 when owner_uid may have another session (--max-sessions, --max-sessions-per-uid). */
+int session_check_limits(Manager *m, uid_t owner_uid, sd_bus_error *error);
 Session *manager_find_default_session(Manager *m, uid_t owner_uid, const char *language);
 Session *session_free(Session *s);
 Session *manager_find_session(Manager *m, const char *id);
@@ -252,6 +260,11 @@ bool manager_caller_may_access(Manager *m, uid_t owner_uid, sd_bus_error *error)
 /* The same, for listings: whether the current caller may see an object of owner_uid. */
 bool manager_caller_sees(Manager *m, uid_t owner_uid);
 void manager_command_finished(Manager *m, Command *c);
+/* Limits: 0 when one more object of a kind may be created for uid (n_total in all, n_uid of
+ * uid's), else LimitsExceeded set in error naming the limit and its option. */
+int manager_check_limit(const char *what, unsigned n_total, unsigned max_total, const char *total_option,
+                        uid_t uid, unsigned n_uid, unsigned max_uid, const char *uid_option, sd_bus_error *error);
+int manager_check_running_limits(Manager *m, uid_t uid, sd_bus_error *error);
 void manager_check_backpressure(Manager *m);
 void manager_stop(Manager *m);
 Owner *manager_owner_ref(Manager *m, const char *name);

@@ -462,9 +462,9 @@ int manager_run(Manager *m, sd_bus_message *msg, Session *session, sd_bus_error 
         if (k < 0 || sd_bus_error_is_set(error))
                 return k;
 
-        if (m->n_running >= m->config.max_running)
-                return sd_bus_error_setf(error, EXECD_ERROR_LIMITS_EXCEEDED,
-                                         "Too many running commands (limit %u)", m->config.max_running);
+        k = manager_check_running_limits(m, caller, error);
+        if (k < 0)
+                return k;
         if (o.timeout_ms > UINT64_MAX / USEC_PER_MSEC)
                 return sd_bus_error_setf(error, EXECD_ERROR_INVALID_ARGUMENT, "timeout_ms is too large");
 
@@ -483,6 +483,7 @@ int manager_run(Manager *m, sd_bus_message *msg, Session *session, sd_bus_error 
                 spec.session_state = true;
                 spec.merge_stderr = true;
         }
+        spec.charge_uid = caller;
         spec.command_line = command_line;
         spec.envp = envp;
         spec.cwd = cwd;
@@ -542,6 +543,10 @@ static int method_create_session(sd_bus_message *msg, void *userdata, sd_bus_err
         k = manager_authorize_run(m, msg, NULL, error);
         if (k <= 0)
                 return k < 0 ? k : 1;
+        /* Before the directory is made: a refused call creates nothing. */
+        k = session_check_limits(m, caller, error);
+        if (k < 0)
+                return k;
         if (o.cwd && *o.cwd) {
                 FileCaller fc = {};
 
@@ -683,6 +688,31 @@ static void manager_apply_retention(Manager *m) {
 static int on_retention_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         manager_apply_retention(userdata);
         return 0;
+}
+
+int manager_check_limit(const char *what, unsigned n_total, unsigned max_total, const char *total_option,
+                        uid_t uid, unsigned n_uid, unsigned max_uid, const char *uid_option, sd_bus_error *error) {
+        if (n_total >= max_total)
+                return sd_bus_error_setf(error, EXECD_ERROR_LIMITS_EXCEEDED,
+                                         "Too many %s: %u of %u in all (limit --%s=%u)", what, n_total, max_total,
+                                         total_option, max_total);
+        if (n_uid >= max_uid)
+                return sd_bus_error_setf(error, EXECD_ERROR_LIMITS_EXCEEDED,
+                                         "Too many %s for uid %u: %u of %u (limit --%s=%u)", what, (unsigned) uid,
+                                         n_uid, max_uid, uid_option, max_uid);
+        return 0;
+}
+
+/* Running commands are counted against the caller that asked for them, root included. */
+int manager_check_running_limits(Manager *m, uid_t uid, sd_bus_error *error) {
+        unsigned n_uid = 0;
+
+        if (m->n_running < m->config.max_running)
+                for (Command *c = m->commands_head; c; c = c->next)
+                        if (c->running && c->charge_uid == uid)
+                                n_uid++;
+        return manager_check_limit("running commands", m->n_running, m->config.max_running, "max-running", uid,
+                                   n_uid, m->config.max_running_per_uid, "max-running-per-uid", error);
 }
 
 void manager_command_finished(Manager *m, Command *c) {

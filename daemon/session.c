@@ -28,14 +28,26 @@ Session *manager_find_session(Manager *m, const char *id) {
         return NULL;
 }
 
+/* bash and shell code contexts are sessions and count as sessions. */
+int session_check_limits(Manager *m, uid_t owner_uid, sd_bus_error *error) {
+        unsigned n_uid = 0;
+
+        if (m->n_sessions < m->config.max_sessions)
+                for (Session *s = m->sessions; s; s = s->next)
+                        if (s->owner_uid == owner_uid)
+                                n_uid++;
+        return manager_check_limit("sessions", m->n_sessions, m->config.max_sessions, "max-sessions", owner_uid,
+                                   n_uid, m->config.max_sessions_per_uid, "max-sessions-per-uid", error);
+}
+
 int session_new(Manager *m, uid_t owner_uid, const char *cwd, Session **ret, sd_bus_error *error) {
         Session *s;
         sd_id128_t id;
         int k;
 
-        if (m->n_sessions >= SESSIONS_MAX)
-                return sd_bus_error_setf(error, EXECD_ERROR_LIMITS_EXCEEDED, "Too many sessions (limit %d)",
-                                         SESSIONS_MAX);
+        k = session_check_limits(m, owner_uid, error);
+        if (k < 0)
+                return k;
         s = calloc(1, sizeof *s);
         if (!s)
                 return -ENOMEM;
