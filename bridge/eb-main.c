@@ -117,6 +117,10 @@ int main(int argc, char *argv[]) {
         g_autoptr(GMainLoop) loop = NULL;
         EbServerOptions options = {};
         EbServer *server;
+        gint64 max_json_body = EB_JSON_BODY_MAX, max_upload = 0;
+        gint max_streams = EB_STREAMS_MAX, max_streams_per_client = EB_STREAMS_PER_CLIENT_MAX;
+        gint max_connections = EB_CONNECTIONS_MAX, max_connections_per_client = EB_CONNECTIONS_PER_CLIENT_MAX;
+        gint header_timeout = EB_HEADER_TIMEOUT_SECONDS, idle_timeout = EB_IDLE_TIMEOUT_SECONDS;
         const GOptionEntry entries[] = {
                 /* TRANSLATORS: --help text of execd-bridge */
                 { "listen", 0, 0, G_OPTION_ARG_STRING, &listen, N_("Listen on HOST:PORT (default 127.0.0.1:44772)"), N_("HOST:PORT") },
@@ -126,6 +130,15 @@ int main(int argc, char *argv[]) {
                 { "system", 0, 0, G_OPTION_ARG_NONE, &use_system, N_("Talk to the daemon on the system bus (default)"), NULL },
                 { "session", 0, 0, G_OPTION_ARG_NONE, &use_session, N_("Talk to the daemon on the session bus"), NULL },
                 { "bus-address", 0, 0, G_OPTION_ARG_STRING, &bus_address, N_("Talk to the daemon on the bus at ADDRESS"), N_("ADDRESS") },
+                /* TRANSLATORS: --help text of execd-bridge; the limits */
+                { "max-json-body", 0, 0, G_OPTION_ARG_INT64, &max_json_body, N_("Refuse JSON request bodies larger than BYTES with 413 (default 1048576)"), N_("BYTES") },
+                { "max-upload", 0, 0, G_OPTION_ARG_INT64, &max_upload, N_("Refuse uploads larger than BYTES in total with 413 (default 0: no limit)"), N_("BYTES") },
+                { "max-streams", 0, 0, G_OPTION_ARG_INT, &max_streams, N_("Answer 429 beyond N concurrent event streams (default 1024; 0: no limit)"), N_("N") },
+                { "max-streams-per-client", 0, 0, G_OPTION_ARG_INT, &max_streams_per_client, N_("Answer 429 beyond N concurrent event streams from one address (default 256; 0: no limit)"), N_("N") },
+                { "max-connections", 0, 0, G_OPTION_ARG_INT, &max_connections, N_("Refuse connections beyond N open ones (default 4096; 0: no limit)"), N_("N") },
+                { "max-connections-per-client", 0, 0, G_OPTION_ARG_INT, &max_connections_per_client, N_("Refuse connections beyond N open ones from one address (default 512; 0: no limit)"), N_("N") },
+                { "header-timeout", 0, 0, G_OPTION_ARG_INT, &header_timeout, N_("Close connections whose request head takes longer than SECONDS (default 30; 0: never)"), N_("SECONDS") },
+                { "idle-timeout", 0, 0, G_OPTION_ARG_INT, &idle_timeout, N_("Close keep-alive connections idle for SECONDS (default 60; 0: never)"), N_("SECONDS") },
                 { "version", 0, 0, G_OPTION_ARG_NONE, &version, N_("Show the version"), NULL },
                 {}
         };
@@ -144,6 +157,11 @@ int main(int argc, char *argv[]) {
         g_option_context_add_main_entries(context, entries, GETTEXT_PACKAGE);
         if (!g_option_context_parse(context, &argc, &argv, &error)) {
                 g_printerr("execd-bridge: %s\n", error->message);
+                return 2;
+        }
+        if (max_json_body <= 0 || max_upload < 0 || max_streams < 0 || max_streams_per_client < 0 ||
+            max_connections < 0 || max_connections_per_client < 0 || header_timeout < 0 || idle_timeout < 0) {
+                g_printerr("execd-bridge: %s\n", _("The limits must not be negative (and --max-json-body must be positive)"));
                 return 2;
         }
         if (version) {
@@ -178,6 +196,14 @@ int main(int argc, char *argv[]) {
         options.listen = listen ? listen : (char *) "127.0.0.1:44772";
         options.bus_address = use_session ? (char *) "session" : bus_address;
         options.token = token;
+        options.max_json_body = (guint64) max_json_body;
+        options.max_upload = (guint64) max_upload;
+        options.max_streams = (guint) max_streams;
+        options.max_streams_per_client = (guint) max_streams_per_client;
+        options.max_connections = (guint) max_connections;
+        options.max_connections_per_client = (guint) max_connections_per_client;
+        options.header_timeout = (guint) header_timeout;
+        options.idle_timeout = (guint) idle_timeout;
         if (api_keys) {
                 options.api_keys = eb_api_keys_load(api_keys, &error);
                 if (!options.api_keys) {

@@ -444,6 +444,8 @@ void eb_route_code_run(EbServer *s, SoupServerMessage *msg, const char *param, G
                                "object of strings");
                 return;
         }
+        if (!eb_server_stream_begin(s, msg))
+                return;
         if ((!id || !*id) && (!language || !*language)) {
                 /* No language: a plain shell command, as the reference runs it. */
                 eb_command_run_code(s, msg, code);

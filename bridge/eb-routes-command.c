@@ -376,8 +376,16 @@ static int append_options(sd_bus_message *m, JsonObject *o, SoupServerMessage *m
 /* Start the stream of a prepared RunCommand or Session.Run call (consumes m). */
 static void start_stream(EbServer *s, SoupServerMessage *msg, sd_bus_message *m, int k, const char *session,
                          gboolean background, guint64 timeout_ms, gboolean for_code) {
-        g_autoptr(EbRequest) req = eb_request_new(s, msg);
-        CommandStream *cs = g_new0(CommandStream, 1);
+        g_autoptr(EbRequest) req = NULL;
+        CommandStream *cs;
+
+        /* A background run answers at once; a foreground one holds a stream. */
+        if (!background && !eb_server_stream_begin(s, msg)) {
+                sd_bus_message_unref(m);
+                return;
+        }
+        req = eb_request_new(s, msg);
+        cs = g_new0(CommandStream, 1);
 
         cs->server = s;
         cs->background = background;

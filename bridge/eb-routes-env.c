@@ -432,10 +432,7 @@ static JsonObject *parse_body(SoupServerMessage *msg, JsonParser *parser) {
         const char *data = g_bytes_get_data(bytes, &len);
         JsonNode *root;
 
-        if (len > EB_JSON_BODY_MAX) {
-                reply_env_error(msg, 413, "payload_too_large", "the request body is larger than 1 MiB");
-                return NULL;
-        }
+        /* Bodies beyond --max-json-body were refused (413) before any route ran. */
         if (len == 0 || eb_json_text_has_nul_escape(data, len) || eb_json_text_has_trailing_value(data, len) ||
             !json_parser_load_from_data(parser, data, (gssize) len, &error)) {
                 g_autofree char *text = g_strdup_printf("malformed JSON body%s%s", error ? ": " : "",

@@ -210,6 +210,8 @@ void eb_route_metrics_watch(EbServer *s, SoupServerMessage *msg, const char *par
                 eb_reply_error(msg, EB_API_EXECD, 429, "LIMITS_EXCEEDED", "too many metrics watchers");
                 return;
         }
+        if (!eb_server_stream_begin(s, msg))
+                return;
         if (!eb_server_daemon_present(s) || !hub_start(h)) {
                 eb_reply_error(msg, EB_API_EXECD, 503, "SERVICE_UNAVAILABLE", "the execd daemon is not available");
                 return;

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "eb-conn.h"
 #include "eb-files.h"
 #include "eb-http.h"
 #include "eb-multipart.h"
@@ -74,7 +75,8 @@ static void download_next(SoupServerMessage *msg, Download *d) {
                 /* The headers promised more: cutting the connection is the only honest answer. */
                 g_free(buf);
                 g_warning("download stopped: %s", n < 0 ? g_strerror(errno) : "the file shrank");
-                g_socket_close(soup_server_message_get_socket(msg), NULL);
+                if (eb_conn_message_socket(msg))
+                        g_socket_shutdown(eb_conn_message_socket(msg), TRUE, TRUE, NULL);
                 return;
         }
         d->offset += (guint64) n;
@@ -245,6 +247,7 @@ typedef struct {
         EbMultipart *mp;
         GPtrArray *items; /* UploadItem* */
         guint n_metadata, n_files;
+        guint64 received, max; /* file bytes so far; the cap (0: none) */
         PartKind part;
         UploadItem *current; /* the file part being received */
         GByteArray *metadata;
@@ -526,6 +529,15 @@ static gboolean on_part_data(gpointer data, const guint8 *buf, gsize len, GError
                 else
                         g_byte_array_append(u->metadata, buf, (guint) len);
         } else if (u->part == PART_FILE) {
+                u->received += len;
+                if (u->max && u->received > u->max) {
+                        /* Everything written so far is aborted once the body is in. */
+                        g_autofree char *text = g_strdup_printf("the upload is larger than %" G_GUINT64_FORMAT " bytes",
+                                                                u->max);
+                        g_byte_array_set_size(it->pending, 0);
+                        upload_fail(u, 413, "REQUEST_TOO_LARGE", text);
+                        return TRUE;
+                }
                 g_byte_array_append(it->pending, buf, (guint) len);
                 if (it->pending->len >= TRANSFER_CHUNK)
                         item_flush(u, it);
@@ -604,6 +616,7 @@ void eb_files_upload_begin(EbServer *s, SoupServerMessage *msg) {
 
         u->server = s;
         u->msg = msg;
+        u->max = eb_server_max_upload(s);
         u->items = g_ptr_array_new_with_free_func((GDestroyNotify) item_free);
         u->metadata = g_byte_array_new();
         if (boundary)

@@ -4,6 +4,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "eb-bus-source.h"
+#include "eb-conn.h"
 #include "eb-files.h"
 #include "eb-routes.h"
 #include "eb-server.h"
@@ -52,7 +53,104 @@ struct EbServer {
         char *daemon_owner;  /* unique name owning org.execd.Execd1, NULL when none */
         GData *areas;
         GPtrArray *api_keys;
+        EbConnManager *conns;
+        guint64 max_json_body, max_upload;
+        guint max_streams, max_streams_per_client;
+        guint streams;              /* open stream slots */
+        GHashTable *client_streams; /* client -> slots (GUINT_TO_POINTER) */
+        GHashTable *slots;          /* StreamSlot* held */
 };
+
+guint64 eb_server_max_json_body(EbServer *s) {
+        return s->max_json_body;
+}
+
+guint64 eb_server_max_upload(EbServer *s) {
+        return s->max_upload;
+}
+
+void eb_server_reply_body_too_large(EbServer *s, SoupServerMessage *msg, EbApi api) {
+        g_autofree char *text = g_strdup_printf("the request body is larger than %" G_GUINT64_FORMAT " bytes",
+                                                s->max_json_body);
+
+        /* The rest of a refused body is not worth reading. */
+        soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Connection", "close");
+        if (api == EB_API_ENVIRONMENT)
+                eb_reply_error(msg, EB_API_ENVIRONMENT, 413, "payload_too_large", text);
+        else
+                eb_reply_error(msg, EB_API_EXECD, 413, "REQUEST_TOO_LARGE", text);
+}
+
+/* ---- stream slots ---- */
+
+#define STREAM_SLOT_KEY "eb-stream-slot"
+
+typedef struct {
+        EbServer *server;
+        char *client;
+        gulong finished_id;
+        SoupServerMessage *msg;
+} StreamSlot;
+
+static void stream_slot_release(StreamSlot *slot) {
+        EbServer *s = slot->server;
+        guint n = GPOINTER_TO_UINT(g_hash_table_lookup(s->client_streams, slot->client));
+
+        s->streams--;
+        g_hash_table_remove(s->slots, slot);
+        if (n <= 1)
+                g_hash_table_remove(s->client_streams, slot->client);
+        else
+                g_hash_table_insert(s->client_streams, g_strdup(slot->client), GUINT_TO_POINTER(n - 1));
+}
+
+static void stream_slot_free(gpointer data) {
+        StreamSlot *slot = data;
+
+        if (slot->server)
+                stream_slot_release(slot);
+        g_free(slot->client);
+        g_free(slot);
+}
+
+static void on_stream_finished(SoupServerMessage *msg, gpointer user_data) {
+        StreamSlot *slot = user_data;
+
+        /* Released now, freed with the message. */
+        g_clear_signal_handler(&slot->finished_id, msg);
+        if (slot->server) {
+                stream_slot_release(slot);
+                slot->server = NULL;
+        }
+}
+
+gboolean eb_server_stream_begin(EbServer *s, SoupServerMessage *msg) {
+        const char *client = eb_conn_message_client(msg);
+        guint n = GPOINTER_TO_UINT(g_hash_table_lookup(s->client_streams, client));
+        const char *text = NULL;
+        StreamSlot *slot;
+
+        if (g_object_get_data(G_OBJECT(msg), STREAM_SLOT_KEY))
+                return TRUE;
+        if (s->max_streams && s->streams >= s->max_streams)
+                text = "too many concurrent streams";
+        else if (s->max_streams_per_client && n >= s->max_streams_per_client)
+                text = "too many concurrent streams from this client";
+        if (text) {
+                soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Retry-After", "1");
+                eb_reply_error(msg, EB_API_EXECD, 429, "LIMITS_EXCEEDED", text);
+                return FALSE;
+        }
+        slot = g_new0(StreamSlot, 1);
+        slot->server = s;
+        slot->client = g_strdup(client);
+        s->streams++;
+        g_hash_table_insert(s->client_streams, g_strdup(client), GUINT_TO_POINTER(n + 1));
+        g_hash_table_add(s->slots, slot);
+        slot->finished_id = g_signal_connect(msg, "finished", G_CALLBACK(on_stream_finished), slot);
+        g_object_set_data_full(G_OBJECT(msg), STREAM_SLOT_KEY, slot, stream_slot_free);
+        return TRUE;
+}
 
 GPtrArray *eb_server_api_keys(EbServer *s) {
         return s->api_keys;
@@ -414,8 +512,8 @@ static gboolean check_early(EbServer *s, SoupServerMessage *msg) {
         /* The environments API authenticates with its own API keys, in its own envelope. */
         if (is_environment_route(msg)) {
                 if (soup_message_headers_get_encoding(h) == SOUP_ENCODING_CONTENT_LENGTH &&
-                    soup_message_headers_get_content_length(h) > EB_JSON_BODY_MAX) {
-                        eb_reply_error(msg, EB_API_ENVIRONMENT, 413, "payload_too_large", "the request body is larger than 1 MiB");
+                    (guint64) soup_message_headers_get_content_length(h) > s->max_json_body) {
+                        eb_server_reply_body_too_large(s, msg, EB_API_ENVIRONMENT);
                         return FALSE;
                 }
                 return TRUE;
@@ -429,17 +527,38 @@ static gboolean check_early(EbServer *s, SoupServerMessage *msg) {
         }
         /* Uploads stream to disk as they arrive; every other body is JSON and read whole. */
         if (!eb_files_is_upload(msg) && soup_message_headers_get_encoding(h) == SOUP_ENCODING_CONTENT_LENGTH &&
-            soup_message_headers_get_content_length(h) > EB_JSON_BODY_MAX) {
-                eb_reply_error(msg, EB_API_EXECD, 413, "REQUEST_TOO_LARGE", "the request body is larger than 1 MiB");
+            (guint64) soup_message_headers_get_content_length(h) > s->max_json_body) {
+                eb_server_reply_body_too_large(s, msg, EB_API_EXECD);
                 return FALSE;
         }
         return TRUE;
 }
 
+#define BODY_TOO_LARGE_KEY "eb-body-too-large"
+
+/* A body without Content-Length (chunked): counted as it comes; beyond the cap the rest is
+ * read and dropped, and the answer is 413. */
+static void on_body_chunk(SoupServerMessage *msg, GBytes *chunk, gpointer user_data) {
+        EbServer *s = user_data;
+        SoupMessageBody *body = soup_server_message_get_request_body(msg);
+
+        if (g_object_get_data(G_OBJECT(msg), BODY_TOO_LARGE_KEY))
+                return;
+        if ((guint64) body->length > s->max_json_body) {
+                g_object_set_data(G_OBJECT(msg), BODY_TOO_LARGE_KEY, GINT_TO_POINTER(1));
+                soup_message_body_set_accumulate(body, FALSE);
+                soup_message_body_truncate(body);
+        }
+}
+
 /* Decided once the headers are in, so a refused request's body is never read. */
 static void on_got_headers(SoupServerMessage *msg, gpointer user_data) {
-        if (check_early(user_data, msg) && eb_files_is_upload(msg))
+        if (!check_early(user_data, msg))
+                return;
+        if (eb_files_is_upload(msg))
                 eb_files_upload_begin(user_data, msg);
+        else if (soup_message_headers_get_encoding(soup_server_message_get_request_headers(msg)) != SOUP_ENCODING_CONTENT_LENGTH)
+                g_signal_connect(msg, "got-chunk", G_CALLBACK(on_body_chunk), user_data);
 }
 
 static void on_request_started(SoupServer *server, SoupServerMessage *msg, gpointer user_data) {
@@ -477,12 +596,13 @@ static void handle_request(SoupServer *server, SoupServerMessage *msg, const cha
                 return; /* refused in got-headers */
         if (!check_early(s, msg))
                 return;
-        if (is_environment_route(msg)) {
-                eb_route_environments(s, msg, path);
+        if (g_object_get_data(G_OBJECT(msg), BODY_TOO_LARGE_KEY) ||
+            (!eb_files_is_upload(msg) && (guint64) soup_server_message_get_request_body(msg)->length > s->max_json_body)) {
+                eb_server_reply_body_too_large(s, msg, is_environment_route(msg) ? EB_API_ENVIRONMENT : EB_API_EXECD);
                 return;
         }
-        if (soup_server_message_get_request_body(msg)->length > EB_JSON_BODY_MAX) {
-                eb_reply_error(msg, EB_API_EXECD, 413, "REQUEST_TOO_LARGE", "the request body is larger than 1 MiB");
+        if (is_environment_route(msg)) {
+                eb_route_environments(s, msg, path);
                 return;
         }
 
@@ -520,7 +640,7 @@ static void handle_request(SoupServer *server, SoupServerMessage *msg, const cha
  * dropped: GSocket's default backlog is 10. */
 #define LISTEN_BACKLOG 4096
 
-static gboolean listen_on(SoupServer *soup, const char *listen, GError **error) {
+static gboolean listen_on(EbConnManager *conns, const char *listen, GError **error) {
         g_autoptr(GSocketAddress) address = NULL;
         g_autoptr(GSocket) socket = NULL;
         g_autofree char *host = NULL;
@@ -547,12 +667,12 @@ static gboolean listen_on(SoupServer *soup, const char *listen, GError **error) 
         g_socket_set_listen_backlog(socket, LISTEN_BACKLOG);
         if (!g_socket_bind(socket, address, TRUE, error) || !g_socket_listen(socket, error))
                 return FALSE;
-        return soup_server_listen_socket(soup, socket, 0, error);
+        return eb_conn_manager_add_listener(conns, g_steal_pointer(&socket), error);
 }
 
 /* Socket activation: systemd bound them (with the socket unit's Backlog=) and keeps them
  * across restarts of the bridge. */
-static gboolean listen_on_fds(SoupServer *soup, int n, GError **error) {
+static gboolean listen_on_fds(EbConnManager *conns, int n, GError **error) {
         for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + n; fd++) {
                 g_autoptr(GSocket) socket = NULL;
                 int k = sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1);
@@ -564,7 +684,7 @@ static gboolean listen_on_fds(SoupServer *soup, int n, GError **error) {
                         return FALSE;
                 }
                 socket = g_socket_new_from_fd(fd, error);
-                if (!socket || !soup_server_listen_socket(soup, socket, 0, error))
+                if (!socket || !eb_conn_manager_add_listener(conns, g_steal_pointer(&socket), error))
                         return FALSE;
         }
         return TRUE;
@@ -574,7 +694,19 @@ EbServer *eb_server_new(const EbServerOptions *options, GError **error) {
         EbServer *s = g_new0(EbServer, 1);
         g_autoptr(GError) bus_error = NULL;
         GSList *listeners;
+        EbConnLimits limits = {
+                .max_connections = options->max_connections,
+                .max_connections_per_client = options->max_connections_per_client,
+                .header_timeout = options->header_timeout,
+                .idle_timeout = options->idle_timeout,
+        };
 
+        s->max_json_body = options->max_json_body ? options->max_json_body : G_MAXUINT64;
+        s->max_upload = options->max_upload;
+        s->max_streams = options->max_streams;
+        s->max_streams_per_client = options->max_streams_per_client;
+        s->client_streams = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        s->slots = g_hash_table_new(NULL, NULL);
         s->bus_address = g_strdup(options->bus_address);
         s->token = g_strdup(options->token);
         s->api_keys = options->api_keys;
@@ -583,8 +715,9 @@ EbServer *eb_server_new(const EbServerOptions *options, GError **error) {
         soup_server_add_handler(s->soup, NULL, handle_request, s, NULL);
         g_signal_connect(s->soup, "request-started", G_CALLBACK(on_request_started), s);
 
-        if (options->listen_fds > 0 ? !listen_on_fds(s->soup, options->listen_fds, error)
-                                    : !listen_on(s->soup, options->listen, error)) {
+        s->conns = eb_conn_manager_new(s->soup, &limits, error);
+        if (!s->conns || (options->listen_fds > 0 ? !listen_on_fds(s->conns, options->listen_fds, error)
+                                                  : !listen_on(s->conns, options->listen, error))) {
                 eb_server_free(s);
                 return NULL;
         }
@@ -595,7 +728,7 @@ EbServer *eb_server_new(const EbServerOptions *options, GError **error) {
         }
 
         /* Not soup_server_get_uris(): it assumes IP sockets, and systemd may pass AF_UNIX ones. */
-        listeners = soup_server_get_listeners(s->soup);
+        listeners = eb_conn_manager_get_listeners(s->conns);
         for (GSList *l = listeners; l; l = l->next) {
                 g_autoptr(GSocketAddress) address = g_socket_get_local_address(l->data, NULL);
                 g_autofree char *where = address ? g_socket_connectable_to_string(G_SOCKET_CONNECTABLE(address)) : NULL;
@@ -605,7 +738,6 @@ EbServer *eb_server_new(const EbServerOptions *options, GError **error) {
                 g_print("execd-bridge: listening on %s%s%s%s\n", inet ? "http://" : "unix:", where ? where : "?",
                         inet ? "/" : "", options->listen_fds > 0 ? " (socket from systemd)" : "");
         }
-        g_slist_free(listeners);
         return s;
 }
 
@@ -619,8 +751,21 @@ void eb_server_free(EbServer *s) {
                 g_source_unref(s->bus_source);
         }
         sd_bus_flush_close_unref(s->bus);
+        /* Closes the server's connections (it holds a reference to the server). */
+        eb_conn_manager_free(s->conns);
         g_clear_object(&s->soup);
         g_hash_table_unref(s->targets);
+        if (s->slots) {
+                /* Messages may outlive the server: their slots must not touch it. */
+                GHashTableIter iter;
+                gpointer slot;
+                g_hash_table_iter_init(&iter, s->slots);
+                while (g_hash_table_iter_next(&iter, &slot, NULL))
+                        ((StreamSlot *) slot)->server = NULL;
+                g_hash_table_unref(s->slots);
+        }
+        if (s->client_streams)
+                g_hash_table_unref(s->client_streams);
         g_free(s->daemon_owner);
         g_free(s->bus_address);
         g_free(s->token);

@@ -15,8 +15,14 @@
 #define EB_COMMAND_INTERFACE "org.execd.Execd1.Command"
 #define EB_SESSION_PREFIX "/org/execd/Execd1/session/"
 #define EB_SESSION_INTERFACE "org.execd.Execd1.Session"
-/* JSON request bodies beyond this are refused with 413 before they are read. */
+/* Defaults of the limits (see EbServerOptions and --help). */
 #define EB_JSON_BODY_MAX (1024 * 1024)
+#define EB_STREAMS_MAX 1024
+#define EB_STREAMS_PER_CLIENT_MAX 256
+#define EB_CONNECTIONS_MAX 4096
+#define EB_CONNECTIONS_PER_CLIENT_MAX 512
+#define EB_HEADER_TIMEOUT_SECONDS 30
+#define EB_IDLE_TIMEOUT_SECONDS 60
 
 typedef struct EbServer EbServer;
 
@@ -43,6 +49,12 @@ typedef struct {
         char *bus_address;  /* NULL: system bus, "session": session bus */
         char *token;
         GPtrArray *api_keys; /* EbApiKey*, taken by the server; NULL: none */
+        /* Limits; 0 means none (every one has a default in eb-main.c). */
+        guint64 max_json_body;  /* bytes of a JSON request body: 413 beyond */
+        guint64 max_upload;     /* bytes of an upload, all files together: 413 beyond */
+        guint max_streams, max_streams_per_client; /* concurrent SSE streams: 429 beyond */
+        guint max_connections, max_connections_per_client;
+        guint header_timeout, idle_timeout; /* seconds */
 } EbServerOptions;
 
 EbServer *eb_server_new(const EbServerOptions *options, GError **error);
@@ -52,6 +64,16 @@ sd_bus *eb_server_bus(EbServer *s);
 /* Whether the daemon's name has an owner, as far as the bridge has seen. */
 gboolean eb_server_daemon_present(EbServer *s);
 GPtrArray *eb_server_api_keys(EbServer *s);
+/* The JSON body cap (bytes). */
+guint64 eb_server_max_json_body(EbServer *s);
+/* The upload cap (bytes), 0 for none. */
+guint64 eb_server_max_upload(EbServer *s);
+/* The 413 answer for a JSON body beyond the cap, in the API's envelope. */
+void eb_server_reply_body_too_large(EbServer *s, SoupServerMessage *msg, EbApi api);
+/* Take a stream slot for msg (held until the message is finished; taking it again for the same
+ * message is a no-op). Beyond --max-streams or --max-streams-per-client: replies 429 with
+ * Retry-After and returns FALSE. */
+gboolean eb_server_stream_begin(EbServer *s, SoupServerMessage *msg);
 
 /* Per-server state of one API area (e.g. the metrics watchers), owned by that area. */
 gpointer eb_server_get_area(EbServer *s, const char *area);

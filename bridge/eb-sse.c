@@ -3,6 +3,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "eb-conn.h"
 #include "eb-sse.h"
 
 #define EB_SSE_SNDBUF (4 * 1024 * 1024)
@@ -71,6 +72,16 @@ static gboolean on_socket_event(GSocket *socket, GIOCondition condition, gpointe
                 return G_SOURCE_REMOVE;
         }
         g_clear_pointer(&sse->hup_watch, g_source_unref);
+        if (!sse->gone && !sse->ended) {
+                /* libsoup waits for more of the body and would keep the connection forever:
+                 * cut it and end the body, so that its write fails and it finishes the message
+                 * and drops the connection. */
+                GSocket *s = eb_conn_message_socket(sse->msg);
+                if (s)
+                        g_socket_shutdown(s, TRUE, TRUE, NULL);
+                soup_message_body_complete(soup_server_message_get_response_body(sse->msg));
+                soup_server_message_unpause(sse->msg);
+        }
         sse_gone(sse);
         return G_SOURCE_REMOVE;
 }
@@ -87,7 +98,7 @@ static gboolean on_ping(gpointer user_data) {
 
 EbSse *eb_sse_start(SoupServerMessage *msg, EbSseGoneFunc on_gone, gpointer user_data) {
         SoupMessageHeaders *h = soup_server_message_get_response_headers(msg);
-        GSocket *socket = soup_server_message_get_socket(msg);
+        GSocket *socket = eb_conn_message_socket(msg);
         EbSse *sse = g_new0(EbSse, 1);
 
         sse->msg = g_object_ref(msg);

@@ -170,6 +170,17 @@ GPtrArray *__wrap_eb_server_api_keys(EbServer *s) {
         return api_keys;
 }
 
+/* The server's limits: none (the fake server has no state). */
+gboolean __wrap_eb_server_stream_begin(EbServer *s, SoupServerMessage *msg);
+gboolean __wrap_eb_server_stream_begin(EbServer *s, SoupServerMessage *msg) {
+        return TRUE;
+}
+
+guint64 __wrap_eb_server_max_upload(EbServer *s);
+guint64 __wrap_eb_server_max_upload(EbServer *s) {
+        return 0;
+}
+
 void __wrap_eb_server_watch_object(EbServer *s, const char *path, EbSignalTarget *target);
 void __wrap_eb_server_watch_object(EbServer *s, const char *path, EbSignalTarget *target) {
 }
