@@ -686,18 +686,24 @@ def test_kernel_kills_itself(cs, own_ctx):
     assert_died_then_recovers(cs, cid, run, pid)
 
 
-def test_kernel_killed_from_outside(cs, own_ctx):
+def kernel_busy_in_a_cell(cs, own_ctx, value):
+    """A context whose kernel holds state (doomed_var) and is in the middle of a long cell
+    that has printed: (context id, kernel pid, the cell's open stream)."""
     cid = own_ctx()
-    assert run_in(cs, cid, "doomed_var = 2").types == ["init", "execution_complete"]
+    assert run_in(cs, cid, f"doomed_var = {value}").types == ["init", "execution_complete"]
     pid = kernel_pid(cs, cid)
-    s = open_code(cs, {"code": "print('sleeping', flush=True)\nimport time; time.sleep(30)",
+    s = open_code(cs, {"code": "print('in the cell', flush=True)\nimport time; time.sleep(60)",
                        "context": {"id": cid}}).check_headers()
     deadline = time.monotonic() + 10
     while True:
         e = s.next_event(deadline)
         assert e is not None, sse.summarize(s.events)
         if e["type"] == "stdout":
-            break
+            return cid, pid, s
+
+
+def test_kernel_killed_from_outside(cs, own_ctx):
+    cid, pid, s = kernel_busy_in_a_cell(cs, own_ctx, 2)
     t0 = time.monotonic()
     os.kill(pid, signal.SIGKILL)
     run = check_code_events(s.read_all(20), cid)
@@ -708,17 +714,7 @@ def test_kernel_killed_from_outside(cs, own_ctx):
 def test_kernel_hangs(cs, own_ctx):
     """A kernel that stops answering (SIGSTOP: no heartbeat, no messages) is declared dead
     after three missed heartbeats (3 s apart), killed, and replaced on the next run."""
-    cid = own_ctx()
-    assert run_in(cs, cid, "doomed_var = 3").types == ["init", "execution_complete"]
-    pid = kernel_pid(cs, cid)
-    s = open_code(cs, {"code": "print('about to hang', flush=True)\nimport time; time.sleep(60)",
-                       "context": {"id": cid}}).check_headers()
-    deadline = time.monotonic() + 10
-    while True:
-        e = s.next_event(deadline)
-        assert e is not None, sse.summarize(s.events)
-        if e["type"] == "stdout":
-            break
+    cid, pid, s = kernel_busy_in_a_cell(cs, own_ctx, 3)
     t0 = time.monotonic()
     os.kill(pid, signal.SIGSTOP)
     try:
