@@ -32,6 +32,9 @@ SECRETS_DIR = os.environ.get("EXECD_SECRETS_DIR") or None
 # Sanitizer builds (tests/meson.build sets ASAN_OPTIONS there) run the binaries several times
 # slower: request and wait timeouts scale by this.
 SLOWDOWN = 3 if os.environ.get("ASAN_OPTIONS") else 1
+# ...and hold freed memory in ASan's quarantine (quarantine_size_mb=32 there) and shadow
+# memory: RSS bounds get this much more room.
+RSS_SLACK_KIB = 40 * 1024 if os.environ.get("ASAN_OPTIONS") else 0
 SECRETS_TOKENS = "tokens"         # in SECRETS_DIR: one "KIND VALUE" line per recorded secret
 SECRETS_MARKER = "harness-used"   # in SECRETS_DIR: one line per Bus the harness started
 _secrets_seq = itertools.count()

@@ -331,7 +331,7 @@ def test_finished_session_runs_do_not_keep_state(make_env):
         p = c.call(spath, SESSION_IFACE, "Run", "sa{sv}", ("true", {}))[0]
         assert c.wait_exit(p)[1][0] == 0
     grown = vm_rss_kib(e.pid) - rss0
-    assert grown < 12 * 1024, f"daemon grew by {grown} KiB over 60 runs"
+    assert grown < 12 * 1024 + harness.RSS_SLACK_KIB, f"daemon grew by {grown} KiB over 60 runs"
     p = c.call(spath, SESSION_IFACE, "Run", "sa{sv}", ("echo $((${#BIG1} + ${#BIG6}))", {}))[0]
     outputs, exited, _ev = c.wait_exit(p)
     assert b"".join(o[2] for o in outputs) == b"200000\n"
