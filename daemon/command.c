@@ -446,8 +446,7 @@ static __attribute__((noinline)) pid_t vfork_exec(const CommandSpec *spec, const
 static int command_spawn(Command *c, const CommandSpec *spec) {
         _cleanup_(closep) int null_fd = -1, report_r = -1, report_w = -1;
         _cleanup_(closep) int out_r = -1, out_w = -1, err_r = -1, err_w = -1, state_r = -1, state_w = -1;
-        int pipefd[2], e = 0;
-        ssize_t k;
+        int pipefd[2], r;
         pid_t pid;
 
         null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -499,24 +498,10 @@ static int command_spawn(Command *c, const CommandSpec *spec) {
         err_w = safe_close(err_w);
         state_w = safe_close(state_w);
 
-        /* The report pipe closes at exec (success) or carries errno (failure). */
-        do
-                k = read(report_r, &e, sizeof e);
-        while (k < 0 && errno == EINTR);
-        if (k == sizeof e) {
-                (void) waitpid(pid, NULL, 0);
-                return -(e ? e : EIO);
-        }
-
+        r = group_spawned(pid, report_r, c->manager->runtime_dir, &c->pidfd, &c->group_marker);
+        if (r < 0)
+                return r;
         c->pid = pid;
-        c->pidfd = pidfd_open(pid, 0);
-        if (c->pidfd < 0) {
-                e = errno;
-                (void) kill(-pid, SIGKILL);
-                (void) waitpid(pid, NULL, 0);
-                return -e;
-        }
-        group_mark(c->manager->runtime_dir, pid, &c->group_marker);
         if (fcntl(out_r, F_SETFL, O_NONBLOCK) < 0 || fcntl(err_r, F_SETFL, O_NONBLOCK) < 0)
                 return -errno;
         c->out_fd[0] = TAKE_FD(out_r);

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "groups.h"
@@ -61,6 +63,29 @@ void group_mark(const char *dir, pid_t pgid, char **ret_path) {
                 return;
         }
         close(fd);
+}
+
+int group_spawned(pid_t pid, int report_fd, const char *mark_dir, int *ret_pidfd, char **ret_marker) {
+        ssize_t n;
+        int e = 0;
+
+        *ret_marker = NULL;
+        do
+                n = read(report_fd, &e, sizeof e);
+        while (n < 0 && errno == EINTR);
+        if (n == sizeof e) {
+                (void) waitpid(pid, NULL, 0);
+                return -(e ? e : EIO);
+        }
+        *ret_pidfd = pidfd_open(pid, 0);
+        if (*ret_pidfd < 0) {
+                e = errno;
+                (void) kill(-pid, SIGKILL);
+                (void) waitpid(pid, NULL, 0);
+                return -e;
+        }
+        group_mark(mark_dir, pid, ret_marker);
+        return 0;
 }
 
 void group_unmark(char **path) {

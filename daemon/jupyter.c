@@ -1108,10 +1108,10 @@ static __attribute__((noinline)) pid_t vfork_exec(const ChildArgs *a) {
         return pid;
 }
 
-static int kernel_spawn(Kernel *k, ChildArgs *a) {
+/* Its group is marked in mark_dir (groups.h). */
+static int kernel_spawn(Kernel *k, ChildArgs *a, const char *mark_dir) {
         _cleanup_(closep) int null_fd = -1, report_r = -1, report_w = -1, log_r = -1, log_w = -1;
-        int pipefd[2], e = 0;
-        ssize_t n;
+        int pipefd[2], r;
         pid_t pid;
 
         null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -1130,21 +1130,9 @@ static int kernel_spawn(Kernel *k, ChildArgs *a) {
                 return -errno;
         report_w = safe_close(report_w);
         log_w = safe_close(log_w);
-        do
-                n = read(report_r, &e, sizeof e);
-        while (n < 0 && errno == EINTR);
-        if (n == sizeof e) {
-                (void) waitpid(pid, NULL, 0);
-                return -(e ? e : EIO);
-        }
-
-        k->pidfd = pidfd_open(pid, 0);
-        if (k->pidfd < 0) {
-                e = errno;
-                (void) kill(-pid, SIGKILL);
-                (void) waitpid(pid, NULL, 0);
-                return -e;
-        }
+        r = group_spawned(pid, report_r, mark_dir, &k->pidfd, &k->group_marker);
+        if (r < 0)
+                return r;
         k->pid = pid;
         if (fcntl(log_r, F_SETFL, O_NONBLOCK) < 0)
                 return -errno;
@@ -1300,10 +1288,9 @@ int kernel_start(sd_event *event, const KernelSpec *spec, const KernelOptions *o
                 .set_user = opts->set_user, .uid = opts->uid, .gid = opts->gid,
         };
         k->start_usec = now_usec();
-        r = kernel_spawn(k, &a);
+        r = kernel_spawn(k, &a, opts->runtime_dir);
         if (r < 0)
                 return r;
-        group_mark(opts->runtime_dir, k->pid, &k->group_marker);
 
         r = sd_event_add_io(event, &k->pidfd_source, k->pidfd, EPOLLIN, on_pidfd, k);
         if (r < 0)
