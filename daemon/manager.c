@@ -951,6 +951,19 @@ static int manager_make_runtime_dir(Manager *m) {
         return 0;
 }
 
+static const struct {
+        const char *prefix, *interface;
+        const sd_bus_vtable *vtable;
+        sd_bus_object_find_t find;
+        sd_bus_node_enumerator_t enumerate;
+} object_kinds[] = {
+        { EXECD_COMMAND_PREFIX, EXECD_COMMAND_INTERFACE, command_vtable, command_object_find, command_node_enumerator },
+        { EXECD_CONTEXT_PREFIX, EXECD_CONTEXT_INTERFACE, context_vtable, context_object_find, context_node_enumerator },
+        { EXECD_ENVIRONMENT_PREFIX, EXECD_ENVIRONMENT_INTERFACE, environment_vtable, environment_object_find,
+          environment_node_enumerator },
+        { EXECD_SESSION_PREFIX, EXECD_SESSION_INTERFACE, session_vtable, session_object_find, session_node_enumerator },
+};
+
 int manager_new(sd_event *event, sd_bus *bus, const Config *config, Manager **ret) {
         _cleanup_(freep) Manager *m = NULL;
         sd_event_source *s;
@@ -975,40 +988,21 @@ int manager_new(sd_event *event, sd_bus *bus, const Config *config, Manager **re
         k = sd_bus_add_object_vtable(bus, NULL, EXECD_OBJECT_PATH, EXECD_MANAGER_INTERFACE, manager_vtable, m);
         if (k < 0)
                 return k;
-        k = sd_bus_add_fallback_vtable(bus, NULL, EXECD_COMMAND_PREFIX, EXECD_COMMAND_INTERFACE,
-                                       command_vtable, command_object_find, m);
-        if (k < 0)
-                return k;
-        k = sd_bus_add_node_enumerator(bus, NULL, EXECD_COMMAND_PREFIX, command_node_enumerator, m);
-        if (k < 0)
-                return k;
-        k = sd_bus_add_fallback_vtable(bus, NULL, EXECD_CONTEXT_PREFIX, EXECD_CONTEXT_INTERFACE, context_vtable,
-                                       context_object_find, m);
-        if (k < 0)
-                return k;
-        k = sd_bus_add_node_enumerator(bus, NULL, EXECD_CONTEXT_PREFIX, context_node_enumerator, m);
-        if (k < 0)
-                return k;
         k = manager_make_runtime_dir(m);
         if (k < 0)
                 return k;
         k = environments_load(m);
         if (k < 0)
                 return k;
-        k = sd_bus_add_fallback_vtable(bus, NULL, EXECD_ENVIRONMENT_PREFIX, EXECD_ENVIRONMENT_INTERFACE,
-                                       environment_vtable, environment_object_find, m);
-        if (k < 0)
-                return k;
-        k = sd_bus_add_node_enumerator(bus, NULL, EXECD_ENVIRONMENT_PREFIX, environment_node_enumerator, m);
-        if (k < 0)
-                return k;
-        k = sd_bus_add_fallback_vtable(bus, NULL, EXECD_SESSION_PREFIX, EXECD_SESSION_INTERFACE, session_vtable,
-                                       session_object_find, m);
-        if (k < 0)
-                return k;
-        k = sd_bus_add_node_enumerator(bus, NULL, EXECD_SESSION_PREFIX, session_node_enumerator, m);
-        if (k < 0)
-                return k;
+        /* Every kind of object below the manager: who may see one is decided in its find. */
+        for (size_t i = 0; i < ELEMENTSOF(object_kinds); i++) {
+                k = sd_bus_add_fallback_vtable(bus, NULL, object_kinds[i].prefix, object_kinds[i].interface,
+                                               object_kinds[i].vtable, object_kinds[i].find, m);
+                if (k >= 0)
+                        k = sd_bus_add_node_enumerator(bus, NULL, object_kinds[i].prefix, object_kinds[i].enumerate, m);
+                if (k < 0)
+                        return k;
+        }
         k = sd_bus_add_object_manager(bus, NULL, EXECD_OBJECT_PATH);
         if (k < 0)
                 return k;
