@@ -342,6 +342,24 @@ def wait_until(pred, timeout, interval=0.02):
         time.sleep(interval)
 
 
+def user_name(uid):
+    """The user's name, or the number when the user database has none."""
+    import pwd
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def group_name(gid):
+    """The group's name, or the number when the group database has none."""
+    import grp
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
 def read_line(stream, timeout):
     """One line from a text pipe, or "" at end of file; TimeoutError after timeout seconds."""
     r, _, _ = select.select([stream], [], [], timeout)

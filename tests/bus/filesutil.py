@@ -11,6 +11,7 @@ import tempfile
 import pytest
 
 from busclient import Client, DBusError
+from harness import group_name, user_name  # noqa: F401 (the Files tests import them from here)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NOBODY = 65534
@@ -22,20 +23,6 @@ def info(t):
     """A FileInfo (sstxxssu) as a dict."""
     assert len(t) == 8, t
     return dict(zip(FIELDS, t))
-
-
-def user_name(uid):
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
-
-
-def group_name(gid):
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)
 
 
 def unused_id(start=54321):

@@ -5,10 +5,8 @@ FILES_TEST_SUBST=subst in the environment (for $VAR expansion tests) and a priva
 directory (for relative paths). `d` is a fresh, empty, 0755 directory under /tmp per test.
 """
 import contextlib
-import grp
 import json
 import os
-import pwd
 import secrets
 import stat
 import subprocess
@@ -23,6 +21,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 import harness  # noqa: E402
+from harness import group_name, user_name  # noqa: E402,F401 (the files tests import them from here)
 from execd_http import Stack, assert_error, is_json  # noqa: E402,F401
 
 SUBST_VAR = "FILES_TEST_SUBST"
@@ -117,20 +116,6 @@ def rfc3339_utc(ns):
 def octal_digits(mode):
     """0o644 -> 644, 0o7 -> 7 (low nine bits only)."""
     return int(oct(mode & 0o777)[2:])
-
-
-def user_name(uid):
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
-
-
-def group_name(gid):
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)
 
 
 def type_of(st):
