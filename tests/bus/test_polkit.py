@@ -380,3 +380,11 @@ def test_polkit_gone_means_refused(world, nobody):
         assert res.get("error") == ERR_ACCESS_DENIED and "polkit could not be asked" in res["message"], res
     finally:
         polkitd.start()
+
+
+@pytest.mark.parametrize("value", ["", "maybe", "YES", "1"])
+def test_polkit_option_takes_only_yes_or_no(value):
+    r = subprocess.run([harness.DAEMON, f"--polkit={value}", "--bus-address=unix:path=/nonexistent"],
+                       capture_output=True, text=True, timeout=10, env=dict(os.environ, LANGUAGE="C"))
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert f"invalid value '{value}' for --polkit" in r.stderr
